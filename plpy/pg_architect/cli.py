@@ -1,0 +1,182 @@
+"""pg-architect: install, audit and demo from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pg_architect
+
+DEMO_SETTINGS = {"min_mean_time_ms": 1, "min_calls": 3, "min_gain_pct": 10, "max_statements": 50}
+DEMO_QUERY = """SELECT id, table_name, index_kind AS kind, ddl, est_gain_pct AS "gain %",
+       confidence, calls
+FROM arch.recommendations WHERE status = 'proposed'
+ORDER BY benefit_ms DESC"""
+
+
+def _connect(dsn: str, autocommit: bool = False):
+    import psycopg
+
+    conn = psycopg.connect(dsn, autocommit=autocommit)
+    conn.add_notice_handler(lambda d: print(d.message_primary, file=sys.stderr))
+    return conn
+
+
+def cmd_install(args) -> int:
+    from .install import InstallError, install
+
+    with _connect(args.dsn) as conn:
+        try:
+            rep = install(conn, upto=args.upto, python_path=args.python_path,
+                          say=lambda m: print(f"install: {m}", file=sys.stderr) if args.verbose else None)
+        except InstallError as exc:
+            print(f"pg-architect install: ERROR: {exc}", file=sys.stderr)
+            return 2
+    applied = ", ".join(rep.applied) or "none (already up to date)"
+    print(f"pg_architect {rep.version} installed: migrations applied: {applied}; "
+          f"extensions created: {', '.join(rep.extensions_created) or 'none'}; "
+          f"pg_cron: {'yes' if rep.pg_cron else 'not in this database'}; python path {rep.python_path}")
+    return 0
+
+
+def cmd_audit(args) -> int:
+    """Run the pipeline from here over psycopg (for databases without plpython3u)."""
+    from tqdm import tqdm
+
+    from . import audit
+    from .db import PsycopgDb, UserError
+
+    bar = None
+
+    def progress(done, total, label):
+        nonlocal bar
+        if bar is None and total:
+            bar = tqdm(total=total, unit="stmt", desc="audit", file=sys.stderr, disable=args.quiet)
+        if bar is not None:
+            bar.n = done
+            bar.set_postfix_str(label[:40])
+            bar.refresh()
+
+    with _connect(args.dsn) as conn:
+        db = PsycopgDb(conn, notice=(lambda m: None) if args.quiet else (lambda m: tqdm.write(m, file=sys.stderr)),
+                       progress=progress)
+        try:
+            with conn.transaction():
+                conn.execute("SET LOCAL search_path = pg_catalog, pg_temp")
+                try:  # keep the audit's own statements out of pg_stat_statements (superuser only)
+                    with conn.transaction():
+                        conn.execute("SET LOCAL pg_stat_statements.track = 'none'")
+                except Exception:
+                    pass
+                summary = audit.run_audit(db)
+        except UserError as err:
+            print(f"pg-architect audit: ERROR: {err.message}", file=sys.stderr)
+            for label, text in (("DETAIL", err.detail), ("HINT", err.hint)):
+                if text:
+                    print(f"{label}: {text}", file=sys.stderr)
+            return 2
+        finally:
+            if bar is not None:
+                bar.close()
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def _psql() -> str | None:
+    for cand in (shutil.which("psql"), "/usr/lib/postgresql/15/bin/psql"):
+        if cand and os.path.exists(cand):
+            return cand
+    return None
+
+
+def cmd_demo(args) -> int:
+    from tqdm import tqdm
+
+    from . import sample
+    from .install import InstallError, install
+
+    t0 = time.monotonic()
+    with _connect(args.dsn) as conn:
+        try:
+            rep = install(conn)
+        except InstallError as exc:
+            print(f"pg-architect demo: ERROR: {exc}", file=sys.stderr)
+            return 2
+        conn.commit()
+        print(f"demo: pg_architect {rep.version} installed "
+              f"({'migrations ' + ', '.join(rep.applied) if rep.applied else 'already up to date'})")
+        if sample.sample_app_loaded(conn, events=args.events):
+            print("demo: sample application already loaded")
+            first = False
+        else:
+            print(f"demo: loading the sample application ({args.events:,} events) ...")
+            with tqdm(total=100, unit="%", desc="load", file=sys.stderr) as bar:
+                def prog(done, total):
+                    bar.n = int(done * 100 / max(total, 1))
+                    bar.refresh()
+                counts = sample.load_sample_app(conn, events=args.events, progress=prog)
+            print("demo: loaded " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+            first = True
+        conn.commit()
+        conn.execute("UPDATE arch.settings SET " + ", ".join(f"{k} = {v}" for k, v in DEMO_SETTINGS.items()))
+        conn.commit()
+        rounds = args.rounds if args.rounds is not None else (20 if first else 4)
+        print(f"demo: running the workload ({rounds} rounds) ...")
+        with tqdm(total=100, unit="%", desc="workload", file=sys.stderr) as bar:
+            def prog2(done, total):
+                bar.n = int(done * 100 / max(total, 1))
+                bar.refresh()
+            calls = sample.run_workload(conn, rounds=rounds, progress=prog2)
+        conn.commit()
+        print(f"demo: {sum(calls.values()):,} statements executed ({len(calls)} shapes)")
+        print("demo: SELECT arch.run_audit();")
+        conn.autocommit = True
+        summary = conn.execute("SELECT arch.run_audit()").fetchone()[0]
+        print("demo: " + json.dumps(summary))
+    psql = _psql()
+    print(f"demo: done in {time.monotonic() - t0:.0f} s. The recommendations:\n", flush=True)
+    if psql:
+        subprocess.run([psql, "-X", "-P", "pager=off", "-d", args.dsn, "-c", DEMO_QUERY], check=False)
+    else:
+        with _connect(args.dsn, autocommit=True) as conn:
+            for row in conn.execute(DEMO_QUERY):
+                print(" | ".join(str(v) for v in row))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="pg-architect", description=__doc__)
+    p.add_argument("--version", action="version", version=f"pg-architect {pg_architect.__version__}")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    dsn_help = "libpq connection string (default: $PGA_DSN, else libpq's PG* environment)"
+
+    s = sub.add_parser("install", help="install or upgrade pg_architect in a database (superuser)")
+    s.add_argument("--dsn", default=os.environ.get("PGA_DSN", ""), help=dsn_help)
+    s.add_argument("--python-path", help="directory PL/Python imports pg_architect from "
+                   "(default: the site-packages this command runs from)")
+    s.add_argument("--upto", help="apply migrations only up to this one (e.g. 0001), no sql/ (for upgrade tests)")
+    s.add_argument("-v", "--verbose", action="store_true")
+    s.set_defaults(func=cmd_install)
+
+    s = sub.add_parser("audit", help="run the audit from here over psycopg (no plpython3u needed)")
+    s.add_argument("--dsn", default=os.environ.get("PGA_DSN", ""), help=dsn_help)
+    s.add_argument("-q", "--quiet", action="store_true")
+    s.set_defaults(func=cmd_audit)
+
+    s = sub.add_parser("demo", help="install, load the sample application, run its workload and an audit")
+    s.add_argument("--dsn", default=os.environ.get("PGA_DSN", ""), help=dsn_help)
+    s.add_argument("--events", type=int, default=1_000_000)
+    s.add_argument("--rounds", type=int, default=None)
+    s.set_defaults(func=cmd_demo)
+
+    args = p.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,218 @@
+"""The one small interface the pipeline uses to talk to PostgreSQL.
+
+The same pipeline code runs inside the server (PL/Python, :class:`PlpyDb`) and from the
+command line over a connection (:class:`PsycopgDb`), for managed databases without
+plpython3u.  Statements use ``$1``-style parameters in both hosts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import decimal
+import json
+import logging
+import re
+from typing import Any, Callable, Iterator, Sequence
+
+log = logging.getLogger("pg_architect")
+
+QUERY_CANCELED = "57014"
+LOCK_NOT_AVAILABLE = "55P03"
+INDETERMINATE_DATATYPE = "42P18"
+
+
+class DbError(Exception):
+    """A database error raised through the interface, whatever the host."""
+
+    def __init__(self, message: str, sqlstate: str | None = None, detail: str | None = None):
+        super().__init__(message)
+        self.sqlstate = sqlstate
+        self.detail = detail
+
+
+class UserError(Exception):
+    """An error for the caller, reported with DETAIL and HINT (wrong arguments, audit already running)."""
+
+    def __init__(self, message: str, detail: str | None = None, hint: str | None = None,
+                 sqlstate: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+        self.hint = hint
+        self.sqlstate = sqlstate
+
+
+def _pg_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "bigint"
+    if isinstance(value, (float, decimal.Decimal)):
+        return "double precision"
+    if isinstance(value, (dict, list, tuple)):
+        return "jsonb"
+    return "text"
+
+
+def _adapt(value: Any) -> Any:
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, default=str)
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    return value
+
+
+def _norm(row: dict) -> dict:
+    return {k: (float(v) if isinstance(v, decimal.Decimal) else v) for k, v in row.items()}
+
+
+class Db:
+    """Interface: query/execute with $n parameters, subtransactions, progress notices."""
+
+    host = "abstract"
+
+    def query(self, sql: str, args: Sequence[Any] = ()) -> list[dict]:
+        raise NotImplementedError
+
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> None:
+        self.query(sql, args)
+
+    def one(self, sql: str, args: Sequence[Any] = ()) -> dict | None:
+        rows = self.query(sql, args)
+        return rows[0] if rows else None
+
+    def scalar(self, sql: str, args: Sequence[Any] = ()) -> Any:
+        row = self.one(sql, args)
+        return None if row is None else next(iter(row.values()))
+
+    def execute_single(self, sql: str) -> list[dict]:
+        """Run ``sql`` through the server's one-statement path (parse/bind): a string holding
+        several statements is refused by PostgreSQL itself, whatever our parser thought."""
+        raise NotImplementedError
+
+    def subtransaction(self):
+        raise NotImplementedError
+
+    def notice(self, message: str) -> None:
+        log.info(message)
+
+    def progress(self, done: int, total: int, label: str) -> None:
+        """Called by the audit for each statement; hosts show it as they can."""
+
+
+class PlpyDb(Db):
+    """Inside PostgreSQL: wraps the ``plpy`` module of PL/Python."""
+
+    host = "plpython"
+
+    def __init__(self, plpy):
+        self.plpy = plpy
+        self._plans: dict[tuple, Any] = {}
+
+    def query(self, sql, args=()):
+        plpy = self.plpy
+        try:
+            if not args:
+                res = plpy.execute(sql)
+            else:
+                types = tuple(_pg_type(a) for a in args)
+                key = (sql, types)
+                plan = self._plans.get(key)
+                if plan is None:
+                    plan = plpy.prepare(sql, list(types))
+                    if len(self._plans) < 256:
+                        self._plans[key] = plan
+                res = plpy.execute(plan, [_adapt(a) for a in args])
+        except plpy.SPIError as exc:
+            raise DbError(str(exc).strip(), getattr(exc, "sqlstate", None),
+                          getattr(exc, "detail", None)) from None
+        return [_norm(dict(r)) for r in res]
+
+    def execute_single(self, sql):
+        plpy = self.plpy
+        try:
+            res = plpy.execute(plpy.prepare(sql))
+        except plpy.SPIError as exc:
+            raise DbError(str(exc).strip(), getattr(exc, "sqlstate", None),
+                          getattr(exc, "detail", None)) from None
+        return [_norm(dict(r)) for r in res]
+
+    @contextlib.contextmanager
+    def subtransaction(self):
+        with self.plpy.subtransaction():
+            yield
+
+    def notice(self, message):
+        self.plpy.notice(message)
+
+
+_PARAM_RE = re.compile(r"\$(\d+)")
+
+
+class PsycopgDb(Db):
+    """From the command line: wraps a psycopg 3 connection (autocommit off)."""
+
+    host = "cli"
+
+    def __init__(self, conn, notice: Callable[[str], None] | None = None,
+                 progress: Callable[[int, int, str], None] | None = None):
+        from psycopg.types.string import StrDumper
+
+        self.conn = conn
+        # Send Python str as text (not "unknown"), as PlpyDb declares it: format($1, ...) and
+        # other polymorphic calls need a type.
+        conn.adapters.register_dumper(str, StrDumper)
+        self._notice = notice
+        self._progress = progress
+
+    def query(self, sql, args=()):
+        import psycopg
+
+        if args:
+            sql = sql.replace("%", "%%")
+            sql = _PARAM_RE.sub(lambda m: "%(p" + m.group(1) + ")s", sql)
+            params = {f"p{i + 1}": _adapt(a) for i, a in enumerate(args)}
+            for i, a in enumerate(args):
+                if isinstance(a, (dict, list, tuple)):
+                    params[f"p{i + 1}"] = psycopg.types.json.Jsonb(a)
+        else:
+            params = None
+        try:
+            # Like PL/Python's plpy.execute, a failed statement must not abort the transaction.
+            with self.conn.transaction(), self.conn.cursor() as cur:
+                cur.execute(sql, params, prepare=False)
+                if cur.description is None:
+                    return []
+                names = [d.name for d in cur.description]
+                return [_norm(dict(zip(names, r))) for r in cur.fetchall()]
+        except psycopg.Error as exc:
+            diag = exc.diag
+            raise DbError(str(exc).strip(), exc.sqlstate, diag.message_detail if diag else None) from None
+
+    def execute_single(self, sql):
+        import psycopg
+
+        try:
+            with self.conn.transaction(), self.conn.cursor() as cur:
+                cur.execute(sql, prepare=True)  # extended protocol: one statement only
+                if cur.description is None:
+                    return []
+                names = [d.name for d in cur.description]
+                return [_norm(dict(zip(names, r))) for r in cur.fetchall()]
+        except psycopg.Error as exc:
+            raise DbError(str(exc).strip(), exc.sqlstate, exc.diag.message_detail) from None
+
+    @contextlib.contextmanager
+    def subtransaction(self) -> Iterator[None]:
+        with self.conn.transaction():
+            yield
+
+    def notice(self, message):
+        if self._notice:
+            self._notice(message)
+        else:
+            log.info(message)
+
+    def progress(self, done, total, label):
+        if self._progress:
+            self._progress(done, total, label)

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# make bench: install everything, start the demo cluster, install arch in it and
+# run the benchmarks in bench/ against it (as the postgres OS user when root:
+# bench_audit.py reads the audit backend's peak memory from /proc).
+#
+# Usage: scripts/bench.sh [audit|tpch|all] [ARGS...]   (ARGS go to the chosen script;
+#        default all, with each script's defaults). make bench ARGS='tpch --sf 0.01'
+set -euo pipefail
+umask 022
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+. "$REPO/scripts/lib.sh"
+
+which=all
+case ${1:-} in
+    audit|tpch|all) which=$1; shift ;;
+esac
+if [ "$which" = all ] && [ $# -gt 0 ]; then
+    echo "bench: extra arguments need a benchmark name first: audit or tpch" >&2
+    exit 2
+fi
+
+bash "$REPO/scripts/setup.sh"
+bash "$REPO/scripts/cluster.sh" start
+DSN=$(bash "$REPO/scripts/cluster.sh" dsn)
+
+# The benchmark scripts, where the postgres OS user can read them.
+BENCH=$PGA_HOME/demo/bench
+rm -rf -- "$BENCH"
+mkdir -p "$BENCH"
+cp "$REPO"/bench/*.py "$BENCH"/
+if is_root; then chown -R postgres:postgres "$BENCH"; fi
+
+cd "$PGA_HOME/demo"
+run() {
+    as_pg env HOME="$PGA_HOME/demo" PATH="$PGBIN:$VENV/bin:/usr/local/bin:/usr/bin:/bin" "$@"
+}
+run "$VENV/bin/pg-architect" install --dsn "$DSN"
+if [ "$which" = audit ] || [ "$which" = all ]; then
+    echo "bench: bench_audit.py"
+    run "$VENV/bin/python" "$BENCH/bench_audit.py" --dsn "$DSN" "$@"
+fi
+if [ "$which" = tpch ] || [ "$which" = all ]; then
+    echo "bench: bench_tpch.py"
+    run "$VENV/bin/python" "$BENCH/bench_tpch.py" --dsn "$DSN" "$@"
+fi

@@ -1,0 +1,57 @@
+-- pg_architect: views for psql and dashboards. Idempotent (dropped and re-created).
+
+DROP VIEW IF EXISTS arch.pending_recommendations, arch.recommendations, arch.audit_runs,
+                    arch.skipped_statements;
+
+CREATE VIEW arch.recommendations AS
+SELECT r.id, r.status, r.kind, r.index_kind,
+       format('%I.%I', r.schema_name, r.table_name) AS table_name,
+       r.ddl,
+       round(r.est_gain_pct::numeric, 1) AS est_gain_pct,
+       round(r.confidence::numeric, 2) AS confidence,
+       round(r.benefit_ms::numeric, 1) AS benefit_ms,
+       round(r.cost_before::numeric, 1) AS cost_before,
+       round(r.cost_after::numeric, 1) AS cost_after,
+       pg_size_pretty(r.est_size_bytes) AS est_size,
+       r.calls, round(r.time_share::numeric * 100, 1) AS time_share_pct,
+       r.queryid, r.query, r.rationale, r.plan_changes, r.rollback_ddl,
+       r.times_seen, r.created_at, r.updated_at, r.last_audit_run_id
+FROM arch.recommendation r;
+COMMENT ON VIEW arch.recommendations IS
+'Every recommendation pg_architect has made, with its proof (costs before/after, estimated gain, confidence).';
+
+CREATE VIEW arch.pending_recommendations AS
+SELECT r.id, format('%I.%I', r.schema_name, r.table_name) AS table_name, r.index_kind, r.ddl,
+       round(r.est_gain_pct::numeric, 1) AS est_gain_pct,
+       round(r.confidence::numeric, 2) AS confidence,
+       round(r.benefit_ms::numeric, 1) AS benefit_ms,
+       pg_size_pretty(r.est_size_bytes) AS est_size,
+       r.calls, r.queryid, r.rationale, r.updated_at
+FROM arch.recommendation r, arch.settings s
+WHERE s.id AND r.status = 'proposed' AND r.confidence >= s.confidence_threshold
+ORDER BY r.benefit_ms DESC, r.est_gain_pct DESC, r.id;
+COMMENT ON VIEW arch.pending_recommendations IS
+'Proposed recommendations at or above the confidence threshold, waiting for a human decision, most beneficial first (benefit_ms: estimated execution time saved over the audit window).';
+
+CREATE VIEW arch.audit_runs AS
+SELECT a.id, a.status, a.started_at, a.finished_at,
+       round(a.duration_ms::numeric) AS duration_ms,
+       a.window_start, a.window_end, a.stats_reset_detected,
+       a.statements_seen, a.statements_selected, a.statements_analyzed,
+       a.statements_skipped AS skipped, a.candidates_tested,
+       a.recommendations_new, a.recommendations_updated, a.run_by, a.host, a.error
+FROM arch.audit_run a
+ORDER BY a.id DESC;
+COMMENT ON VIEW arch.audit_runs IS
+'One row per audit: its workload window, how many statements it selected, analysed and skipped, and what it recommended.';
+
+CREATE VIEW arch.skipped_statements AS
+SELECT s.audit_run_id, s.queryid, s.skip_code AS code, s.skip_reason AS reason,
+       s.calls, round(s.mean_time_ms::numeric, 1) AS mean_time_ms,
+       left(st.query, 200) AS query
+FROM arch.audit_statement s
+LEFT JOIN arch.statement st USING (dbid, userid, queryid)
+WHERE s.outcome = 'skipped'
+ORDER BY s.audit_run_id DESC, s.total_time_ms DESC;
+COMMENT ON VIEW arch.skipped_statements IS
+'Statements an audit selected but could not analyse, with the reason (utility statement, dropped table, permission, parse error ...).';
