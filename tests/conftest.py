@@ -111,11 +111,18 @@ class Session:
         self.conn.close()
 
 
+# Tables that are configuration or install bookkeeping: never truncated between tests.
+KEEP_TABLES = {"migration", "python_env", "settings"}
+
+
 def reset_state(url: str) -> None:
-    """Forget everything tests did to arch and the workload statistics."""
+    """Forget everything tests did to arch (all data tables) and the workload statistics."""
     with psycopg.connect(url, autocommit=True) as c:
-        c.execute("TRUNCATE arch.recommendation_statement, arch.recommendation, arch.audit_statement,"
-                  " arch.audit_run, arch.snapshot_statement, arch.snapshot, arch.statement")
+        tables = [r[0] for r in c.execute(
+            "SELECT format('arch.%%I', relname) FROM pg_class WHERE relnamespace = 'arch'::regnamespace"
+            " AND relkind IN ('r', 'p') AND NOT (relname = ANY(%s))", (list(KEEP_TABLES),))]
+        if tables:
+            c.execute("TRUNCATE " + ", ".join(tables) + " RESTART IDENTITY CASCADE")
         cols = [r[0] for r in c.execute(
             "SELECT attname FROM pg_attribute WHERE attrelid = 'arch.settings'::regclass"
             " AND attnum > 0 AND NOT attisdropped AND attname <> 'id'")]

@@ -139,3 +139,14 @@ def test_non_ascii_and_quoted_mixed_case_in_another_schema(low_thresholds):
             db.sql(ddl.replace("CONCURRENTLY ", ""))
     finally:
         db.sql('DROP SCHEMA "Lager" CASCADE')
+
+
+def test_interval_bound_by_the_application(low_thresholds):
+    """`now() - $1` with an interval bound by the driver: pg_stat_statements shows no type."""
+    import datetime
+
+    db = low_thresholds
+    db.run("SELECT count(*) FROM behavior_log WHERE created_at >= now() - %s", [(datetime.timedelta(hours=2),)])
+    db.audit()
+    o = outcome(db, "%now() - $1%")
+    assert o["outcome"] == "analyzed", o

@@ -403,8 +403,8 @@ def _looks_truncated(original: str, text: str) -> str | None:
 def _truncated_reason(why: str) -> str:
     return (
         f"The statement text ends {why}, so it was probably cut off when it was recorded "
-        "(track_activity_query_size limits the text pg_stat_statements keeps); "
-        "raise track_activity_query_size to capture whole statements."
+        "(PostgreSQL keeps at most track_activity_query_size bytes of a statement in pg_stat_activity, "
+        "and tools that copy from there inherit the cut); raise that setting or pass the complete statement."
     )
 
 
@@ -482,6 +482,13 @@ _NOT_VALUE = (exp.Column, exp.Subquery, exp.Select, exp.AggFunc, exp.Window, exp
 _NO_INDEX_EXPR = (exp.AggFunc, exp.Window, exp.Case, exp.If, exp.Array, exp.Subquery, exp.Select,
                   exp.Parameter, exp.Placeholder, exp.Star, exp.Exists)
 _RENDER_BY_SQLGLOT = (exp.JSONExtract, exp.JSONExtractScalar, exp.JSONBExtract, exp.JSONBExtractScalar)
+_VOLATILE_NODES = (exp.CurrentTimestamp, exp.CurrentDate, exp.CurrentTime, exp.Rand)
+_NOT_IMMUTABLE_FUNCTIONS = frozenset(
+    """
+    now random clock_timestamp statement_timestamp transaction_timestamp timeofday age to_char to_date
+    to_timestamp current_setting nextval currval txid_current pg_backend_pid gen_random_uuid uuid_generate_v4
+    """.split()
+)
 _FUNC_NAMES_WITHOUT_META = {exp.Extract: "extract", exp.Trim: "trim", exp.StrPosition: "position"}
 _NOT_A_FUNCTION = (exp.Cast, exp.TryCast, exp.Case, exp.If, exp.Array, exp.Paren)
 _KEEP_RAW_TOKENS = frozenset(
@@ -988,16 +995,57 @@ class _Analyzer:
                         return
                 s = s.parent
 
+    def _func_name(self, node: exp.Func) -> str | None:
+        """The function's name as written (folded), or None for operators and keywords."""
+        start, end = node.meta.get("start"), node.meta.get("end")
+        if start is not None and end is not None:
+            return fold_identifier(self.text[start : end + 1]).strip('"')
+        return next((v for t, v in _FUNC_NAMES_WITHOUT_META.items() if isinstance(node, t)), None)
+
     def _note_function(self, node: exp.Func) -> None:
         if isinstance(node, _NOT_A_FUNCTION) or node.find(exp.Column) is None:
             return
-        start, end = node.meta.get("start"), node.meta.get("end")
-        if start is not None and end is not None:
-            name = fold_identifier(self.text[start : end + 1]).strip('"')
-        else:
-            name = next((v for t, v in _FUNC_NAMES_WITHOUT_META.items() if isinstance(node, t)), None)
+        name = self._func_name(node)
         if name:
             _add(self.functions, name)
+
+    def _not_immutable(self, node: exp.Expression, column_type: str) -> bool:
+        """Best-effort: would PostgreSQL refuse this as an index expression (not IMMUTABLE)?
+
+        Catches the common cases: time-zone dependent conversions of timestamptz, DateStyle
+        dependent casts between text and date/time types, to_char(), age(), now() and friends.
+        """
+        col = " ".join(column_type.lower().split())
+        tz = col in ("timestamp with time zone", "timestamptz") or col.startswith("timestamp(") and "with time" in col
+        datetime_col = col.startswith(("timestamp", "date", "time", "interval"))
+        text_col = col.startswith(("text", "character", "varchar", "char", "bpchar", "name", "citext"))
+        if node.find(*_VOLATILE_NODES) is not None:
+            return True
+        for cast in [n for n in node.walk() if type(n) is exp.Cast]:
+            target = cast.to.sql("postgres").lower() if isinstance(cast.to, exp.DataType) else ""
+            if not isinstance(_unwrap(cast.this), exp.Column):
+                continue
+            if tz and not target.startswith(("timestamptz", "timestamp with time zone")):
+                return True
+            if text_col and target.startswith(("timestamp", "date", "time", "interval")):
+                return True
+            if datetime_col and target.startswith(("text", "varchar", "char")):
+                return True
+        for func in [n for n in node.walk() if isinstance(n, exp.Func)]:
+            name = self._func_name(func) or ""
+            if name in _NOT_IMMUTABLE_FUNCTIONS:
+                return True
+            if not tz:
+                continue
+            # The timestamptz column itself (not e.g. col AT TIME ZONE 'UTC') feeds a zone-dependent function.
+            arg = func.args.get("expression") if isinstance(func, exp.Extract) else func.this
+            if not isinstance(_unwrap(arg), exp.Column):
+                continue
+            if isinstance(func, (exp.Extract, exp.Date)) or name in ("date", "date_part", "extract"):
+                return True
+            if isinstance(func, exp.TimestampTrunc) and func.args.get("zone") is None:
+                return True
+        return False
 
     def _walk(self, node: exp.Expression | None, scope: _Scope) -> None:
         stack = [node]
@@ -1115,8 +1163,13 @@ class _Analyzer:
         if lref is not None or not _is_value(r):
             return
         expr = self._index_expr(left, scope)
-        if expr is not None and self._single_ok(expr[0], allowed):
-            _add(self._usage(expr[0]).expr_eq, expr[1])
+        if expr is None or not self._single_ok(expr[0], allowed):
+            return
+        src = expr[0]
+        column = next((c.name for c in _unwrap(left).find_all(exp.Column)), None)
+        column_type = (src.columns or {}).get(column, "") if isinstance(src.columns, dict) else ""
+        if not self._not_immutable(_unwrap(left), column_type):
+            _add(self._usage(src).expr_eq, expr[1])
 
     def _subquery_output_join(self, query: exp.Expression) -> None:
         out = self._outputs.get(id(query))

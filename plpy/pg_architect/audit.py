@@ -28,6 +28,9 @@ _OWN_CALL = re.compile(r"\barch\s*\.\s*(run_audit|analyze_query|schedule|unsched
 _SILENT = {"own"}
 # A simpler candidate wins when its cost is within this factor of the best one.
 SIMPLER_WITHIN = 1.10
+# A covering (INCLUDE) or partial index must save at least this share of the statement's
+# original cost on top of the best plain index to be preferred over it.
+EXTRA_MIN_SHARE = 0.01
 
 
 @dataclass
@@ -139,9 +142,15 @@ def analyze_one(db: Db, prover: prove.Prover, text: str, settings: Settings, *,
         db.execute("SELECT set_config('search_path', $1, true)", [saved_path])
 
 
+def _width(c: recommend.Candidate) -> int:
+    return len(c.keys) + len(c.include) + (1 if c.where else 0)
+
+
 def _choose(db, cat, before, tried, settings, share, calls, total_ms) -> list[Proven]:
-    """Keep, per table, the cheapest candidate that passes the gain threshold, preferring a
-    simpler one (fewer columns) whose cost is within SIMPLER_WITHIN of the cheapest."""
+    """Keep one index per table: the cheapest plain index (key columns only), a simpler one
+    preferred when its cost is within SIMPLER_WITHIN of the cheapest; a covering or partial
+    index replaces it only when it saves a meaningful amount on top (more than SIMPLER_WITHIN
+    relative *and* more than EXTRA_MIN_SHARE of the statement's original cost)."""
     by_table: dict[tuple[str, str], list] = {}
     for cand, plan, size, hname in tried:
         if before.cost <= 0:
@@ -152,11 +161,22 @@ def _choose(db, cat, before, tried, settings, share, calls, total_ms) -> list[Pr
         by_table.setdefault((cand.schema, cand.table), []).append((cand, plan, size, hname, gain))
     out = []
     for (schema, table), items in by_table.items():
-        best_cost = min(p.cost for _, p, *_ in items)
-        good = [it for it in items if it[1].cost <= best_cost * SIMPLER_WITHIN + 1e-9]
-        good.sort(key=lambda it: (len(it[0].keys) + len(it[0].include) + (1 if it[0].where else 0),
-                                  it[1].cost, it[2] or 0, it[0].definition()))
-        cand, plan, size, hname, gain = good[0]
+        def pick(group):
+            if not group:
+                return None
+            best_cost = min(it[1].cost for it in group)
+            good = [it for it in group if it[1].cost <= best_cost * SIMPLER_WITHIN + 1e-9]
+            good.sort(key=lambda it: (_width(it[0]), it[1].cost, it[2] or 0, it[0].definition()))
+            return good[0]
+
+        plain = pick([it for it in items if not it[0].include and not it[0].where])
+        extra = pick([it for it in items if it[0].include or it[0].where])
+        chosen = plain
+        if extra is not None and (plain is None or (
+                extra[1].cost * SIMPLER_WITHIN < plain[1].cost
+                and plain[1].cost - extra[1].cost > EXTRA_MIN_SHARE * before.cost)):
+            chosen = extra
+        cand, plan, size, hname, gain = chosen
         act = cat.table_activity(schema, table)
         size_ratio = (size or 0) / act["bytes"] if act["bytes"] else 0.0
         conf, factors = prove.confidence(gain / 100.0, share, act["write_ratio"], size_ratio)
@@ -242,6 +262,9 @@ def _run(db: Db, settings: Settings, prover: prove.Prover, run_id: int, t_start:
                 res = analyze_one(db, prover, st.query, settings, userid=st.userid, share=st.share,
                                   calls=st.calls, total_ms=st.total_time_ms)
         except SkipStatement as s:
+            cause = s.__cause__
+            if isinstance(cause, DbError) and cause.sqlstate == QUERY_CANCELED:
+                raise cause from None
             outcome, code, reason = "skipped", s.code, s.reason
         except DbError as exc:
             if exc.sqlstate == QUERY_CANCELED:
@@ -363,6 +386,9 @@ def analyze_query(db: Db, text: str | None, search_path: str | None = None) -> l
             with db.subtransaction():
                 res = analyze_one(db, prover, text, settings, search_path=path)
         except SkipStatement as s:
+            cause = s.__cause__
+            if isinstance(cause, DbError) and cause.sqlstate == QUERY_CANCELED:
+                raise cause from None
             raise UserError("arch.analyze_query: cannot analyse this statement",
                             detail=f"{s.reason} ({s.code})",
                             hint="Pass a single SELECT, UPDATE, DELETE or INSERT ... SELECT on tables you can read.",

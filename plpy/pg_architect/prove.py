@@ -20,6 +20,11 @@ from .db import INDETERMINATE_DATATYPE, QUERY_CANCELED, Db, DbError
 
 STMT = "pga_audit_stmt"
 _PARAM_TYPE_RE = re.compile(r"parameter \$(\d+)")
+# `now() - $1` where the application bound an interval: with an untyped $1 PostgreSQL picks
+# timestamptz - timestamptz and the comparison then fails; declare such parameters interval.
+_TIME_MINUS_PARAM = re.compile(
+    r"\b(?:now\s*\(\s*\)|current_timestamp|current_date|localtimestamp|clock_timestamp\s*\(\s*\))"
+    r"\s*[-+]\s*\$(\d+)\b(?!\s*::)", re.I)
 
 _SQLSTATE_SKIPS = {
     "42P01": ("unknown_table", "a table of the statement does not exist (dropped since?)"),
@@ -222,6 +227,17 @@ class Prover:
                     self.types[n - 1] = "text"
                     attempts += 1
                     continue
+                interval_params = [int(x) for x in _TIME_MINUS_PARAM.findall(self.text)]
+                if exc.sqlstate == "42883" and interval_params and "interval" not in self.types:
+                    n_max = max([param_count] + interval_params)
+                    if not self.types:
+                        self.types = ["unknown"] * n_max
+                    while len(self.types) < n_max:
+                        self.types.append("unknown")
+                    for n in interval_params:
+                        self.types[n - 1] = "interval"
+                    attempts += 1
+                    continue
                 code, reason = _SQLSTATE_SKIPS.get(exc.sqlstate or "", ("plan_error", "PostgreSQL cannot plan it"))
                 raise SkipStatement(code, f"{reason}: {str(exc).splitlines()[0]}") from None
         return self.explain()
@@ -256,18 +272,18 @@ class Prover:
 def confidence(gain: float, share: float | None, write_ratio: float, size_ratio: float) -> tuple[float, dict]:
     """Confidence in [0, 1] that the index is worth having.
 
-    confidence = sqrt(gain) * (0.6 + 0.4 * min(1, share / 0.10))
+    confidence = sqrt(gain) * (0.6 + 0.4 * min(1, share / 0.05))
                             * (1 - 0.5 * write_ratio) * (1 - 0.25 * min(1, size_ratio))
 
     gain        estimated cost reduction of the statement, 0..1 (planner, hypothetical index)
     share       the statement's share of the window's total execution time (statements with
-                10 % or more get full weight; unknown for analyze_query: full weight)
+                5 % or more get full weight; unknown for analyze_query: full weight)
     write_ratio rows written / (written + read) on the table (pg_stat_user_tables): every
                 write also maintains the index
     size_ratio  estimated index size / table size
     """
     g = min(max(gain, 0.0), 1.0)
-    s = 1.0 if share is None else min(1.0, max(share, 0.0) / 0.10)
+    s = 1.0 if share is None else min(1.0, max(share, 0.0) / 0.05)
     w = min(max(write_ratio, 0.0), 1.0)
     z = min(max(size_ratio, 0.0), 1.0)
     f_gain, f_share, f_write, f_size = math.sqrt(g), 0.6 + 0.4 * s, 1 - 0.5 * w, 1 - 0.25 * z

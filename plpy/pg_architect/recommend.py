@@ -490,6 +490,7 @@ def generate_candidates(info: StatementInfo, meta: dict[tuple[str, str], TableMe
     Candidates an existing index already serves are left out.  At most
     ``max_candidates`` are returned, keeping at least one of every kind present.
     """
+    meta = meta or {}
     seen: set[str] = set()
     out: list[Candidate] = []
     for key, usage in info.tables.items():

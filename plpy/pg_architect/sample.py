@@ -229,14 +229,13 @@ def load_sample_app(
     """(Re)create and fill ``users``, ``orders`` and ``behavior_log`` in ``schema``.
 
     Existing tables of those names in ``schema`` are dropped.  Only primary keys are created.
-    The load is committed (whatever ``conn.autocommit`` is), then the tables are vacuumed and
-    analysed.  ``progress(done, total)`` is called with row counts as the load advances.
+    The load is committed (whatever ``conn.autocommit`` is; a transaction the caller had open
+    is committed with it), then the tables are vacuumed and analysed.  ``progress(done, total)`` is called with row counts as the load advances.
     Returns ``{"users": n, "orders": n, "behavior_log": n}``.
     """
     if users < 1 or orders < 0 or events < 0:
         raise ValueError("users must be >= 1, orders and events >= 0")
     p = _prefix(schema)
-    tx = _Tx(conn)
     total = users + orders + events
     done = 0
     if progress:
@@ -277,7 +276,8 @@ def load_sample_app(
         # maintaining it row by row.
         for t in TABLES:
             cur.execute(f"ALTER TABLE {p}{t} ADD PRIMARY KEY (id)")
-    tx.commit()
+    if not conn.autocommit:
+        conn.commit()  # always: the load must persist (this also commits what the caller had open)
     _vacuum_analyze(conn, [f"{p}{t}" for t in TABLES])
     return {"users": users, "orders": orders, "behavior_log": events}
 

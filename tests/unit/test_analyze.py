@@ -31,6 +31,7 @@ class FakeCatalog:
             "id": "bigint", "user_id": "bigint", "event_type": "text",
             "created_at": "timestamp with time zone", "payload": "jsonb",
         },
+        ("public", "visits"): {"id": "bigint", "visited_at": "timestamp without time zone", "page": "text"},
         ("public", "words"): {"id": "bigint", "order": "integer", "select": "text", "interval": "interval"},
         ("shop", "Bestellungen"): {"id": "bigint", "Kunde": "text", "größe": "integer"},
         ("shop", "Ärger"): {"id": "bigint", "Grund": "text"},
@@ -390,18 +391,31 @@ def test_bare_non_boolean_column_is_not_a_predicate():
 def test_expression_equality_rendered_unqualified():
     u = usage(
         analyze(
-            "SELECT id FROM users u WHERE lower(u.email) = $1 AND date_trunc('day', u.created_at) = $2 "
-            "AND u.created_at::date = $3 AND CAST(u.id AS text) = $4"
+            "SELECT id FROM visits v WHERE lower(v.page) = $1 AND date_trunc('day', v.visited_at) = $2 "
+            "AND v.visited_at::date = $3 AND CAST(v.id AS text) = $4"
         ),
-        "users",
+        "visits",
     )
     assert u.expr_eq == [
-        "lower(email)",
-        "date_trunc('day', created_at)",
-        "(created_at::date)",
+        "lower(page)",
+        "date_trunc('day', visited_at)",
+        "(visited_at::date)",
         "(id::text)",
     ]
     assert u.eq == []
+
+
+def test_expressions_postgres_would_refuse_to_index_are_dropped():
+    # date_trunc/cast of timestamptz depend on TimeZone, to_char on locale, text::date on DateStyle.
+    u = usage(
+        analyze(
+            "SELECT id FROM orders WHERE date_trunc('day', created_at) = $1 AND created_at::date = $2 "
+            "AND to_char(total, '999') = $3 AND status::date = $4 AND extract(year FROM deleted_at) = 2024 "
+            "AND date_trunc('day', created_at, 'UTC') = $5 AND date_trunc('hour', created_at AT TIME ZONE 'UTC') = $6"
+        ),
+        "orders",
+    )
+    assert u.expr_eq == ["date_trunc('day', created_at, 'UTC')", "date_trunc('hour', created_at at time zone 'UTC')"]
 
 
 def test_expression_keeps_original_spelling_and_quotes_identifiers():

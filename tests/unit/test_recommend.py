@@ -394,6 +394,18 @@ def test_is_covered_compares_expressions_after_normalisation():
     assert is_covered(Candidate("public", "users", ("upper(email)",), kind="expression"), [idx]) is None
 
 
+def test_is_covered_understands_pg_get_indexdef_output():
+    # What pg_get_indexdef(indexrelid, k, true) and pg_get_expr(indpred, ...) return for these indexes.
+    indexes = [
+        ExistingIndex("t", ["date_trunc('day'::text, (created_at AT TIME ZONE 'UTC'::text))"], [], None, False),
+        ExistingIndex("j", ["(payload ->> 'kind'::text)"], [], None, False),
+        ExistingIndex("p", ["user_id"], [], "NOT is_paid AND deleted_at IS NULL", False),
+    ]
+    assert is_covered(Candidate("public", "t", ("date_trunc('day', created_at at time zone 'UTC')",)), indexes)
+    assert is_covered(Candidate("public", "t", ("(payload ->> 'kind')",)), indexes)
+    assert is_covered(Candidate("public", "t", ("user_id",), where="NOT is_paid AND deleted_at IS NULL"), indexes)
+
+
 def test_is_covered_ignores_non_btree_indexes():
     idx = ExistingIndex("h", ["user_id"], [], None, False, am="hash")
     assert is_covered(Candidate("public", "orders", ("user_id",)), [idx]) is None
