@@ -7,7 +7,7 @@ CREATE VIEW arch.recommendations AS
 SELECT r.id, r.status, r.kind, r.index_kind,
        format('%I.%I', r.schema_name, r.table_name) AS table_name,
        r.ddl,
-       round(r.est_gain_pct::numeric, 1) AS est_gain_pct,
+       round(r.est_gain_pct::numeric, 2) AS est_gain_pct,
        round(r.confidence::numeric, 2) AS confidence,
        round(r.benefit_ms::numeric, 1) AS benefit_ms,
        round(r.cost_before::numeric, 1) AS cost_before,
@@ -22,7 +22,7 @@ COMMENT ON VIEW arch.recommendations IS
 
 CREATE VIEW arch.pending_recommendations AS
 SELECT r.id, format('%I.%I', r.schema_name, r.table_name) AS table_name, r.index_kind, r.ddl,
-       round(r.est_gain_pct::numeric, 1) AS est_gain_pct,
+       round(r.est_gain_pct::numeric, 2) AS est_gain_pct,
        round(r.confidence::numeric, 2) AS confidence,
        round(r.benefit_ms::numeric, 1) AS benefit_ms,
        pg_size_pretty(r.est_size_bytes) AS est_size,

@@ -150,3 +150,14 @@ def test_interval_bound_by_the_application(low_thresholds):
     db.audit()
     o = outcome(db, "%now() - $1%")
     assert o["outcome"] == "analyzed", o
+
+
+def test_extract_and_untyped_numeric_parameters(low_thresholds):
+    """TPC-H-style text: EXTRACT(year FROM ...) and CASE ... THEN 1 ELSE 0 inside sum()."""
+    db = low_thresholds
+    db.sql("SELECT EXTRACT(year FROM created_at) AS y, sum(CASE WHEN status = 'paid' THEN 1 ELSE 0 END)"
+           " FROM orders WHERE user_id = 42 GROUP BY 1")
+    db.sql("SELECT count(*) FROM orders WHERE total BETWEEN 10 AND 10 + 5 AND user_id = 43")
+    db.audit()
+    assert outcome(db, "SELECT EXTRACT($1 FROM created_at)%")["outcome"] == "analyzed"
+    assert outcome(db, "%total BETWEEN%")["outcome"] == "analyzed"

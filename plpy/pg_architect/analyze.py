@@ -298,6 +298,9 @@ _TYPED_PARAM = re.compile(
     re.IGNORECASE,
 )
 _PARAM = re.compile(r"(?<![\w$])\$(\d+)(?![\w$])")
+# pg_stat_statements turns EXTRACT(year FROM x) into EXTRACT($1 FROM x), which does not parse:
+# the field must be a keyword. date_part($1::text, x) plans the same way.
+_EXTRACT_PARAM = re.compile(r"(?<![\w$.\0\"])extract\s*\(\s*\$(?P<n>\d+)\s+from\s+", re.IGNORECASE)
 
 
 def _normalise_type(type_text: str) -> str:
@@ -326,6 +329,14 @@ def prepare_text(sql: str) -> str:
         last = m.end()
     out.append(sql[last:])
     text = "".join(out).lstrip()
+    masked = _scan(text).masked(text)
+    out, last = [], 0
+    for m in _EXTRACT_PARAM.finditer(masked):
+        out.append(text[last : m.start()])
+        out.append(f"date_part(${m.group('n')}::text, ")
+        last = m.end()
+    out.append(text[last:])
+    text = "".join(out)
 
     # Cut trailing whitespace, semicolons and comments.
     scan = _scan(text)

@@ -192,8 +192,9 @@ def _rationale(cand, before, after, gain, size, act, share, calls, total_ms, cha
     parts = []
     removed = ", ".join(changes["removed"][:3]) or "the current plan"
     added = ", ".join(changes["added"][:3]) or "a plan using the index"
+    gain_txt = f"{gain:.2f}" if 99.95 <= gain < 100 else f"{gain:.1f}"
     parts.append(f"{removed} (cost {before.cost:,.1f}) becomes {added} (cost {after.cost:,.1f}): "
-                 f"estimated {gain:.1f} % cheaper.")
+                 f"estimated {gain_txt} % cheaper.")
     if calls is not None and total_ms is not None:
         parts.append(f"The statement ran {calls:,} time{'' if calls == 1 else 's'} for {total_ms / 1000:,.1f} s in the audit window"
                      + (f" ({share * 100:.1f} % of all statement time)." if share is not None else "."))

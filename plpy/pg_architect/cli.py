@@ -110,6 +110,8 @@ def cmd_demo(args) -> int:
         conn.commit()
         print(f"demo: pg_architect {rep.version} installed "
               f"({'migrations ' + ', '.join(rep.applied) if rep.applied else 'already up to date'})")
+        conn.execute("SET client_min_messages = warning")
+        conn.commit()
         if sample.sample_app_loaded(conn, events=args.events):
             print("demo: sample application already loaded")
             first = False
@@ -136,6 +138,7 @@ def cmd_demo(args) -> int:
         print(f"demo: {sum(calls.values()):,} statements executed ({len(calls)} shapes)")
         print("demo: SELECT arch.run_audit();")
         conn.autocommit = True
+        conn.execute("RESET client_min_messages")
         summary = conn.execute("SELECT arch.run_audit()").fetchone()[0]
         print("demo: " + json.dumps(summary))
     psql = _psql()

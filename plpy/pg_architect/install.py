@@ -86,6 +86,7 @@ def install(conn, *, upto: str | None = None, python_path: str | None = None, sq
     with conn.transaction():
         cur = conn.cursor()
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (INSTALL_LOCK,))
+        cur.execute("SET LOCAL client_min_messages = warning")  # no "does not exist, skipping"
         cur.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
         if not cur.fetchone()[0]:
             raise InstallError("pg-architect install must run as a superuser",

@@ -25,6 +25,9 @@ _PARAM_TYPE_RE = re.compile(r"parameter \$(\d+)")
 _TIME_MINUS_PARAM = re.compile(
     r"\b(?:now\s*\(\s*\)|current_timestamp|current_date|localtimestamp|clock_timestamp\s*\(\s*\))"
     r"\s*[-+]\s*\$(\d+)\b(?!\s*::)", re.I)
+# Parameters PostgreSQL leaves as unknown and then resolves to text where a number was meant:
+# arithmetic between two parameters (`$6 + $7`) and CASE results (`THEN $3 ELSE $4`, summed).
+_NUMERIC_PARAM = re.compile(r"\$(\d+)\s*[-+*/%]\s*\$(\d+)|\b(?:THEN|ELSE)\s+\$(\d+)\b(?!\s*::)", re.I)
 
 _SQLSTATE_SKIPS = {
     "42P01": ("unknown_table", "a table of the statement does not exist (dropped since?)"),
@@ -236,6 +239,18 @@ class Prover:
                         self.types.append("unknown")
                     for n in interval_params:
                         self.types[n - 1] = "interval"
+                    attempts += 1
+                    continue
+                numeric_params = sorted({int(x) for grp in _NUMERIC_PARAM.findall(self.text) for x in grp if x})
+                if exc.sqlstate in ("42883", "42725") and numeric_params and "numeric" not in self.types:
+                    n_max = max([param_count] + numeric_params)
+                    if not self.types:
+                        self.types = ["unknown"] * n_max
+                    while len(self.types) < n_max:
+                        self.types.append("unknown")
+                    for n in numeric_params:
+                        if self.types[n - 1] == "unknown":
+                            self.types[n - 1] = "numeric"
                     attempts += 1
                     continue
                 code, reason = _SQLSTATE_SKIPS.get(exc.sqlstate or "", ("plan_error", "PostgreSQL cannot plan it"))

@@ -35,3 +35,10 @@ def test_single_statement_accepted(sql):
 ])
 def test_several_statements_refused(sql):
     assert several_statements(sql)
+
+
+def test_extract_field_parameter_is_rewritten():
+    from pg_architect.analyze import prepare_text
+
+    assert prepare_text("SELECT EXTRACT($1 FROM o_orderdate) FROM t") == "SELECT date_part($1::text, o_orderdate) FROM t"
+    assert prepare_text("SELECT 'extract($1 from x)' FROM t") == "SELECT 'extract($1 from x)' FROM t"
