@@ -3,7 +3,7 @@
 # run the benchmarks in bench/ against it (as the postgres OS user when root:
 # bench_audit.py reads the audit backend's peak memory from /proc).
 #
-# Usage: scripts/bench.sh [audit|tpch|all] [ARGS...]   (ARGS go to the chosen script;
+# Usage: scripts/bench.sh [audit|tpch|knowledge|all] [ARGS...]   (ARGS go to the chosen script;
 #        default all, with each script's defaults). make bench ARGS='tpch --sf 0.01'
 set -euo pipefail
 umask 022
@@ -14,10 +14,10 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 which=all
 case ${1:-} in
-    audit|tpch|all) which=$1; shift ;;
+    audit|tpch|knowledge|all) which=$1; shift ;;
 esac
 if [ "$which" = all ] && [ $# -gt 0 ]; then
-    echo "bench: extra arguments need a benchmark name first: audit or tpch" >&2
+    echo "bench: extra arguments need a benchmark name first: audit, tpch or knowledge" >&2
     exit 2
 fi
 
@@ -44,4 +44,8 @@ fi
 if [ "$which" = tpch ] || [ "$which" = all ]; then
     echo "bench: bench_tpch.py"
     run "$VENV/bin/python" "$BENCH/bench_tpch.py" --dsn "$DSN" "$@"
+fi
+if [ "$which" = knowledge ] || [ "$which" = all ]; then
+    echo "bench: bench_knowledge.py"
+    run "$VENV/bin/python" "$BENCH/bench_knowledge.py" --dsn "$DSN" "$@"
 fi

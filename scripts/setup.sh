@@ -129,7 +129,15 @@ import sys, tomllib
 with open(sys.argv[1], "rb") as f:
     print("\n".join(tomllib.load(f)["build-system"]["requires"]))' "$REPO/pyproject.toml")
     "$PY" -m pip install -q --upgrade pip "${build_reqs[@]}"
-    "$PY" -m pip install -q "${REPO}[test,bench]"
+    # torch first, exactly as pinned in pyproject.toml: pip takes the machine's CPU wheel for an
+    # exact pin; resolved later as a dependency of sentence-transformers it could pull a CUDA build.
+    torch_pin=$("$PY" -c '
+import sys, tomllib
+with open(sys.argv[1], "rb") as f:
+    print(next(d for d in tomllib.load(f)["project"]["dependencies"] if d.replace(" ", "").startswith("torch==")))' \
+        "$REPO/pyproject.toml")
+    "$PY" -m pip install -q "$torch_pin"
+    "$PY" -m pip install -q "${REPO}[test,bench,sidecar]"
     echo "$deps_hash" >"$hash_file"
 fi
 say "installing pg-architect from $REPO"

@@ -15,8 +15,12 @@ SELECT r.id, r.status, r.kind, r.index_kind,
        pg_size_pretty(r.est_size_bytes) AS est_size,
        r.calls, round(r.time_share::numeric * 100, 1) AS time_share_pct,
        r.queryid, r.query, r.rationale, r.plan_changes, r.rollback_ddl,
-       r.times_seen, r.created_at, r.updated_at, r.last_audit_run_id
-FROM arch.recommendation r;
+       r.times_seen, r.created_at, r.updated_at, r.last_audit_run_id,
+       r.decided_by, r.decided_at, r.decision_note, x.business_purpose, p.url AS pull_request_url
+FROM arch.recommendation r
+LEFT JOIN arch.pull_request p ON p.recommendation_id = r.id
+LEFT JOIN LATERAL (SELECT e.explanation AS business_purpose FROM arch.statement_explanation e
+                   WHERE e.queryid = r.queryid ORDER BY e.explained_at DESC LIMIT 1) x ON true;
 COMMENT ON VIEW arch.recommendations IS
 'Every recommendation pg_architect has made, with its proof (costs before/after, estimated gain, confidence).';
 
@@ -26,8 +30,11 @@ SELECT r.id, format('%I.%I', r.schema_name, r.table_name) AS table_name, r.index
        round(r.confidence::numeric, 2) AS confidence,
        round(r.benefit_ms::numeric, 1) AS benefit_ms,
        pg_size_pretty(r.est_size_bytes) AS est_size,
-       r.calls, r.queryid, r.rationale, r.updated_at
-FROM arch.recommendation r, arch.settings s
+       r.calls, r.queryid, r.rationale, r.updated_at, x.business_purpose
+FROM arch.recommendation r
+CROSS JOIN arch.settings s
+LEFT JOIN LATERAL (SELECT e.explanation AS business_purpose FROM arch.statement_explanation e
+                   WHERE e.queryid = r.queryid ORDER BY e.explained_at DESC LIMIT 1) x ON true
 WHERE s.id AND r.status = 'proposed' AND r.confidence >= s.confidence_threshold
 ORDER BY r.benefit_ms DESC, r.est_gain_pct DESC, r.id;
 COMMENT ON VIEW arch.pending_recommendations IS

@@ -145,8 +145,21 @@ def db(dsn):
 def low_thresholds(db):
     """Audit every statement that ran at least once (the seed defaults are 500 ms / 100 calls)."""
     db.sql("UPDATE arch.settings SET min_mean_time_ms = 0, min_calls = 1, min_gain_pct = 10")
+    db.sql("UPDATE arch.settings SET embedding_model = 'hashing'")  # the real model: tests/test_embed_model.py
     db.sql("SELECT pg_stat_statements_reset()")
     return db
+
+
+@pytest.fixture
+def sidecar_dsn(dsn):
+    """DSN of a login role that is a member of arch_sidecar, as `pg-architect sidecar` should use."""
+    with psycopg.connect(dsn, autocommit=True) as su:
+        su.execute("CREATE ROLE pga_sidecar LOGIN IN ROLE arch_sidecar")
+    yield f"{dsn} user=pga_sidecar"
+    with psycopg.connect(dsn, autocommit=True) as su:
+        su.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'pga_sidecar'")
+        su.execute("DROP OWNED BY pga_sidecar")
+        su.execute("DROP ROLE pga_sidecar")
 
 
 def recommendations(db: Session) -> list[dict]:

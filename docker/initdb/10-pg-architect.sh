@@ -4,7 +4,8 @@
 #   1. point pg_cron at $POSTGRES_DB (it can only live in one database) and restart;
 #   2. `pg-architect install` into $POSTGRES_DB;
 #   3. when GRAFANA_DB_PASSWORD is set: a login role `grafana`, member of the
-#      read-only arch_reader role, for the dashboard.
+#      read-only arch_reader role, for the dashboard;
+#   4. when SIDECAR_DB_PASSWORD is set: a login role `sidecar`, member of arch_sidecar.
 set -Eeuo pipefail
 
 db=${POSTGRES_DB:-${POSTGRES_USER:-postgres}}
@@ -26,5 +27,13 @@ CREATE ROLE grafana LOGIN PASSWORD :'pw' IN ROLE arch_reader;
 COMMENT ON ROLE grafana IS 'pg_architect: the Grafana dashboard (reads the arch views through arch_reader)';
 ALTER ROLE grafana SET default_transaction_read_only = on;
 GRANT CONNECT ON DATABASE :"db" TO grafana;
+SQL
+fi
+
+if [ -n "${SIDECAR_DB_PASSWORD:-}" ]; then
+    "${psql[@]}" --dbname "$db" --set=pw="$SIDECAR_DB_PASSWORD" --set=db="$db" <<'SQL'
+CREATE ROLE sidecar LOGIN PASSWORD :'pw' IN ROLE arch_sidecar;
+COMMENT ON ROLE sidecar IS 'pg_architect: the sidecar process (pull requests, Vanna) through arch_sidecar';
+GRANT CONNECT ON DATABASE :"db" TO sidecar;
 SQL
 fi

@@ -16,14 +16,16 @@ import re
 import time
 from dataclasses import dataclass, field
 
-from . import analyze, prove, recommend, workload
+from . import analyze, prove, recommend, workflow, workload
+from . import knowledge, outcomes
 from .analyze import SkipStatement
 from .catalog import PgCatalog, _split_search_path, search_path_for
 from .db import QUERY_CANCELED, Db, DbError, UserError
 
 AUDIT_LOCK = 7237858263748198400
 # Calls of our own functions show up in pg_stat_statements too: never audit them.
-_OWN_CALL = re.compile(r"\barch\s*\.\s*(run_audit|analyze_query|schedule|unschedule|_boot|version)\s*\(", re.I)
+_OWN_CALL = re.compile(r"\barch\s*\.\s*(run_audit|analyze_query|schedule|unschedule|_boot|version|approve|reject"
+                       r"|ask|answer|train|retry_request)\s*\(", re.I)
 # Skip codes that are about us, not the user's workload: not recorded as skipped.
 _SILENT = {"own"}
 # A simpler candidate wins when its cost is within this factor of the best one.
@@ -70,6 +72,8 @@ class Proven:
     factors: dict
     rationale: str
     table_bytes: int = 0
+    estimate: float | None = None  # the planner-based confidence before calibration and history
+    similar_to: list = field(default_factory=list)  # past cases that moved the confidence
 
 
 @dataclass
@@ -78,6 +82,8 @@ class StatementResult:
     candidates_tested: int
     proven: list[Proven] = field(default_factory=list)
     note: str | None = None
+    info: object = None  # analyze.StatementInfo and the catalog used (for the canonical text)
+    catalog: object = None
 
 
 def _short(sql: str, n: int = 120) -> str:
@@ -113,7 +119,7 @@ def analyze_one(db: Db, prover: prove.Prover, text: str, settings: Settings, *,
         metas = {key: cat.table_meta(*key) for key in info.tables}
         cands = recommend.generate_candidates(info, metas, max_columns=settings.max_index_columns)
         cands = cands[: settings.max_candidates]
-        result = StatementResult(cost_before=before.cost, candidates_tested=0)
+        result = StatementResult(cost_before=before.cost, candidates_tested=0, info=info, catalog=cat)
         tried: list[tuple[recommend.Candidate, prove.Plan, int | None, str]] = []
         for i, cand in enumerate(cands):
             if (time.monotonic() - t0) * 1000 > settings.statement_budget_ms:
@@ -249,6 +255,10 @@ def _run(db: Db, settings: Settings, prover: prove.Prover, run_id: int, t_start:
                [run_id, snap.id, snap.prev_id, None if snap.prev_taken_at is None else str(snap.prev_taken_at),
                 str(snap.taken_at), bool(snap.reset), totals["window_total_ms"], totals["statements_seen"],
                 len(selected)])
+    t = time.monotonic()
+    recall = knowledge.Recall(db, run_id)  # steps 2 and 6: recall and outcomes
+    known = outcomes.update(db, snap, prover, recall.ks)
+    timings["outcomes_ms"] = (time.monotonic() - t) * 1000
     merged: dict[str, dict] = {}
     analyzed = skipped = tested = 0
     t = time.monotonic()
@@ -281,6 +291,7 @@ def _run(db: Db, settings: Settings, prover: prove.Prover, run_id: int, t_start:
             tested += res.candidates_tested
             if res.note:
                 reason = res.note
+            res.proven = recall.review(st, res)  # rejected ones skipped, confidence from history
             for p in res.proven:
                 fp = p.candidate.definition()
                 benefit = p.gain_pct / 100.0 * st.total_time_ms
@@ -303,24 +314,29 @@ def _run(db: Db, settings: Settings, prover: prove.Prover, run_id: int, t_start:
              len(res.proven) if res else 0, dur])
     db.progress(len(selected), len(selected), "done")
     timings["analyze_ms"] = (time.monotonic() - t) * 1000
-    new, updated = _store(db, run_id, merged)
+    new, updated = _store(db, run_id, merged, recall)
+    known.update(recall.summary())
+    queued = workflow.after_audit(db, run_id)  # explain / open_pr requests for the sidecar, superseded
     pruned = workload.prune(db, settings.snapshot_retention)
     duration = (time.monotonic() - t_start) * 1000
     timings["total_ms"] = duration
     summary = {"run_id": run_id, "statements_seen": totals["statements_seen"],
                "statements_selected": len(selected), "statements_analyzed": analyzed, "skipped": skipped,
                "candidates_tested": tested, "recommendations_new": new, "recommendations_updated": updated,
-               "window": window_desc, "snapshots_pruned": pruned, "duration_ms": round(duration, 1)}
+               "window": window_desc, "snapshots_pruned": pruned, "duration_ms": round(duration, 1),
+               "knowledge": known,
+               **queued}
     db.execute("UPDATE arch.audit_run SET status = 'ok', finished_at = clock_timestamp(), statements_analyzed = $2,"
                " statements_skipped = $3, candidates_tested = $4, recommendations_new = $5,"
                " recommendations_updated = $6, duration_ms = $7, timings = $8::jsonb WHERE id = $1",
                [run_id, analyzed, skipped, tested, new, updated, duration, timings])
+    db.execute("UPDATE arch.audit_run SET knowledge = $2::jsonb WHERE id = $1", [run_id, known])
     db.notice(f"pg_architect: audit {run_id} done in {duration / 1000:.1f} s: {analyzed} analysed, "
               f"{skipped} skipped, {new} new and {updated} updated recommendations")
     return summary
 
 
-def _store(db: Db, run_id: int, merged: dict) -> tuple[int, int]:
+def _store(db: Db, run_id: int, merged: dict, recall: knowledge.Recall | None = None) -> tuple[int, int]:
     new = updated = 0
     for fp, m in merged.items():
         p: Proven = m["best"]
@@ -356,6 +372,8 @@ def _store(db: Db, run_id: int, merged: dict) -> tuple[int, int]:
              p.rationale, st.queryid, st.query, st.calls, st.total_time_ms, st.share, p.cost_before,
              p.cost_after, min(p.gain_pct, 100.0), p.size_bytes, m["benefit"], p.confidence, p.factors,
              p.changes, run_id])
+        if recall is not None:
+            recall.remember(row["id"], m)  # embeddings of its statements, confidence history
         if row["inserted"]:
             new += 1
         else:

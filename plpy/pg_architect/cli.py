@@ -1,4 +1,4 @@
-"""pg-architect: install, audit and demo from the command line."""
+"""pg-architect: install, audit, demo, the sidecar and Vanna training from the command line."""
 
 from __future__ import annotations
 
@@ -152,6 +152,47 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def _log_to_stderr(verbose: bool) -> None:
+    import logging
+
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    for noisy in ("urllib3", "github", "httpx", "vanna"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def cmd_sidecar(args) -> int:
+    """The sidecar: open pull requests, explain / ask / train with Vanna (see sidecar.py)."""
+    from .sidecar import Sidecar, SidecarError
+
+    _log_to_stderr(args.verbose)
+    try:
+        return Sidecar(args.dsn, name=args.name).run(once=args.once)
+    except SidecarError as exc:
+        print(f"pg-architect sidecar: ERROR: {exc}", file=sys.stderr)
+        return 2
+
+
+def cmd_train(args) -> int:
+    """Train Vanna now (what a train request does), from here."""
+    from . import llm, vanna_store
+    from .db import PsycopgDb
+
+    _log_to_stderr(args.verbose)
+    with _connect(args.dsn, autocommit=True) as conn:
+        db = PsycopgDb(conn)
+        settings = db.one("SELECT * FROM arch.settings WHERE id")
+        try:
+            model = llm.from_settings(settings)
+        except llm.LLMError as exc:  # training needs the LLM only to phrase missing questions
+            print(f"pg-architect train: {exc}; continuing without an LLM", file=sys.stderr)
+            model = None
+        vn = vanna_store.make_vanna(db, model)
+        stats = vanna_store.train(db, vn)
+    print(json.dumps(stats))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="pg-architect", description=__doc__)
     p.add_argument("--version", action="version", version=f"pg-architect {pg_architect.__version__}")
@@ -176,6 +217,20 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--events", type=int, default=1_000_000)
     s.add_argument("--rounds", type=int, default=None)
     s.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("sidecar", help="run the sidecar: pull requests for approved recommendations, "
+                       "Vanna explain/ask/train (secrets from the environment)")
+    s.add_argument("--dsn", default=os.environ.get("PGA_DSN", ""), help=dsn_help)
+    s.add_argument("--once", action="store_true", help="do what is queued now, sync pull requests, exit")
+    s.add_argument("--name", help="name in arch.sidecars (default host:pid)")
+    s.add_argument("-v", "--verbose", action="store_true")
+    s.set_defaults(func=cmd_sidecar)
+
+    s = sub.add_parser("train", help="train Vanna now on the user schemas' DDL, arch.documentation "
+                       "and approved recommendations (no duplicates)")
+    s.add_argument("--dsn", default=os.environ.get("PGA_DSN", ""), help=dsn_help)
+    s.add_argument("-v", "--verbose", action="store_true")
+    s.set_defaults(func=cmd_train)
 
     args = p.parse_args(argv)
     return args.func(args)

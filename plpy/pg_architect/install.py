@@ -21,10 +21,12 @@ REQUIRED_EXTENSIONS = {
     "hypopg": "apt-get install postgresql-15-hypopg",
     "pg_stat_statements": "apt-get install postgresql-contrib (and add it to shared_preload_libraries)",
 }
-ROLES = ("arch_reader", "arch_admin")
+ROLES = ("arch_reader", "arch_admin", "arch_approver", "arch_sidecar")
 ROLE_COMMENTS = {
     "arch_reader": "pg_architect: reads the arch views (dashboards, Grafana)",
     "arch_admin": "pg_architect: runs audits, changes arch.settings, schedules the weekly audit",
+    "arch_approver": "pg_architect: approves and rejects recommendations (arch.approve, arch.reject)",
+    "arch_sidecar": "pg_architect: the sidecar process: claims requests and writes their results, nothing else",
 }
 INSTALL_LOCK = 7237858263748198401
 
@@ -144,7 +146,23 @@ def install(conn, *, upto: str | None = None, python_path: str | None = None, sq
                        package_version = EXCLUDED.package_version, installed_at = now(),
                        installed_by = current_user""",
                 (rep.python_path, pg_architect.__version__))
+            _check_embedding_model(cur)
     return rep
+
+
+def _check_embedding_model(cur) -> None:
+    """arch.settings.embedding_model exists and produces vector(384): checked in the server from
+    the model's configuration files (nothing is loaded), with a clear error otherwise."""
+    import psycopg
+
+    try:
+        with cur.connection.transaction():
+            cur.execute("SELECT arch._check_embedding_model()")
+    except psycopg.Error as exc:
+        diag = exc.diag
+        detail = f" ({diag.message_detail})" if diag.message_detail else ""
+        raise InstallError(f"embedding model check failed: {diag.message_primary or exc}{detail}",
+                           hint=diag.message_hint or "Fix arch.settings.embedding_model.") from None
 
 
 def _check_prerequisites(cur) -> None:

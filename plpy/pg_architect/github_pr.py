@@ -1,0 +1,654 @@
+"""Step 7: an approved recommendation becomes a pull request (PyGithub), opened by the sidecar.
+
+* The DDL is validated before anything is written: it must parse (sqlglot) as exactly one
+  ``CREATE INDEX CONCURRENTLY`` (its rollback as one ``DROP INDEX CONCURRENTLY IF EXISTS``) and
+  every identifier must match an existing table and its columns; the migration file is parsed
+  again and must hold that one statement and nothing else (comments aside).
+* The migration file follows ``arch.settings.migration_format``: ``sql`` (a plain file),
+  ``prisma`` (``<timestamp>_<name>/migration.sql``) or ``flyway`` (``V<version>__<name>.sql`` plus
+  its ``.sql.conf`` with ``executeInTransaction=false``); CREATE INDEX CONCURRENTLY cannot run
+  inside a transaction block and each file says how its tool must run it.
+* Idempotent: branch ``arch/rec-<id>``; the file names and contents are chosen once and kept
+  in ``arch.pull_request``; every step first looks at what exists (pull request for the branch,
+  branch, file contents), so a crash between any two steps or a retry after a timeout ends
+  with one branch and one pull request.
+* Transient GitHub errors (5xx, timeouts, connection errors) are retried with backoff; a
+  rate limit (403/429 with ``X-RateLimit-Reset`` or ``Retry-After``) is waited out when the wait
+  is at most ``github_max_wait_s``, otherwise the request is rescheduled for the reset.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import time
+from typing import Any, Callable
+
+import sqlglot
+from sqlglot import exp
+
+import pg_architect
+
+from .analyze import fold_identifier, quote_ident
+from .db import Db
+from .prove import several_statements
+from .workflow import TaskError
+
+log = logging.getLogger("pg_architect.github")
+
+INDEX_METHODS = {"btree", "hash", "gist", "gin", "brin", "spgist"}
+FORMATS = ("sql", "prisma", "flyway")
+NO_TRANSACTION_NOTE = {
+    "sql": "run this file outside a transaction block (psql -f without -1/--single-transaction, "
+           "or your migration tool's no-transaction mode).",
+    "prisma": "this migration holds only this one statement, so Prisma Migrate runs it on its own "
+              "(never add other statements to this file).",
+    "flyway": "the .sql.conf file next to this one sets executeInTransaction=false.",
+}
+FORMAT_NAMES = {"sql": "plain SQL", "prisma": "Prisma Migrate", "flyway": "Flyway"}
+
+
+def branch_name(rec_id: int) -> str:
+    return f"arch/rec-{int(rec_id)}"
+
+
+# ------------------------------------------------------------------------------ DDL validation
+
+def _refuse(message: str) -> TaskError:
+    return TaskError(f"DDL validation: {message}", refused=True)
+
+
+def _ident(node: exp.Expression | None) -> str | None:
+    if node is None:
+        return None
+    if isinstance(node, exp.Identifier):
+        return node.this if node.args.get("quoted") else fold_identifier(node.this)
+    return fold_identifier(node.name) if node.name else None
+
+
+def _parse_one(ddl: str, what: str) -> exp.Expression:
+    if not ddl or not ddl.strip():
+        raise _refuse(f"the {what} is empty")
+    if several_statements(ddl):
+        raise _refuse(f"the {what} holds more than one statement")
+    try:
+        trees = [t for t in sqlglot.parse(ddl, read="postgres") if t is not None]
+    except sqlglot.errors.SqlglotError as exc:
+        raise _refuse(f"the {what} does not parse: {str(exc).splitlines()[0][:200]}") from None
+    if len(trees) != 1:
+        raise _refuse(f"the {what} holds {len(trees)} statements, not one")
+    return trees[0]
+
+
+def validate_ddl(db: Db, rec: dict) -> exp.Create:
+    """Check ``rec['ddl']`` is exactly one CREATE INDEX CONCURRENTLY on an existing table of the
+    recommendation, on existing columns, with a name free in its schema; returns its tree."""
+    tree = _parse_one(rec["ddl"], "DDL")
+    if not isinstance(tree, exp.Create) or str(tree.args.get("kind") or "").upper() != "INDEX":
+        raise _refuse(f"only CREATE INDEX is allowed, got {type(tree).__name__.upper()}")
+    if not tree.args.get("concurrently"):
+        raise _refuse("CREATE INDEX without CONCURRENTLY would block writes while it builds")
+    if tree.args.get("unique") or tree.args.get("replace"):
+        raise _refuse("a UNIQUE index changes what the application may write; not proposed by pg_architect")
+    index = tree.this
+    if not isinstance(index, exp.Index) or index.this is None:
+        raise _refuse("the index has no name")
+    name = _ident(index.this)
+    table = index.args.get("table")
+    if not isinstance(table, exp.Table) or not table.args.get("db") or table.args.get("catalog"):
+        raise _refuse("the table must be written schema.table")
+    schema, relname = _ident(table.args["db"]), _ident(table.this)
+    if (schema, relname, name) != (rec["schema_name"], rec["table_name"], rec["index_name"]):
+        raise _refuse(f"the DDL is for {schema}.{relname} ({name}), the recommendation for "
+                      f"{rec['schema_name']}.{rec['table_name']} ({rec['index_name']})")
+    if len(name.encode()) > 63:
+        raise _refuse(f"index name {name!r} is longer than 63 bytes")
+    params = index.args.get("params")
+    if not isinstance(params, exp.IndexParameters) or not params.args.get("columns"):
+        raise _refuse("the index has no columns")
+    extra = [k for k, v in params.args.items()
+             if v not in (None, False, []) and k not in ("using", "columns", "include", "where", "with_storage")]
+    if extra or params.args.get("with_storage") not in (None, False):
+        raise _refuse(f"unexpected index options: {', '.join(extra) or 'WITH (...)'}")
+    method = (params.args["using"].name if params.args.get("using") else "btree").lower()
+    if method not in INDEX_METHODS:
+        raise _refuse(f"unknown index method {method}")
+    rel = db.one("SELECT c.oid::bigint AS oid, c.relkind::text AS kind FROM pg_class c"
+                 " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2",
+                 [schema, relname])
+    if rel is None:
+        raise _refuse(f"table {schema}.{relname} does not exist")
+    if rel["kind"] not in ("r", "p", "m"):
+        raise _refuse(f"{schema}.{relname} is not a table")
+    columns = {r["name"] for r in db.query(
+        "SELECT attname::text AS name FROM pg_attribute WHERE attrelid = $1::bigint::oid AND attnum > 0"
+        " AND NOT attisdropped", [rel["oid"]])}
+    used: list[str] = []
+    for part in [*params.args["columns"], params.args.get("where")]:
+        if part is None:
+            continue
+        for node in part.walk():
+            if isinstance(node, (exp.Query, exp.Subquery)):
+                raise _refuse("a subquery is not allowed in an index")
+            if isinstance(node, exp.Column):
+                if node.args.get("table") is not None:
+                    raise _refuse(f"column {node.sql()} is qualified")
+                used.append(_ident(node.this))
+    for inc in params.args.get("include") or []:
+        used.append(_ident(inc if isinstance(inc, exp.Identifier) else getattr(inc, "this", inc)))
+    missing = [c for c in used if c not in columns]
+    if missing:
+        raise _refuse(f"column(s) {', '.join(missing)} do not exist in {schema}.{relname}")
+    if not used:
+        raise _refuse("the index refers to no column")
+    clash = db.one("SELECT c.relkind::text AS kind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                   " WHERE n.nspname = $1 AND c.relname = $2", [schema, name])
+    if clash is not None:
+        raise _refuse(f"a relation named {schema}.{name} already exists (the index may already be applied)")
+    return tree
+
+
+def validate_rollback(rec: dict) -> exp.Drop:
+    tree = _parse_one(rec["rollback_ddl"], "rollback DDL")
+    if not isinstance(tree, exp.Drop) or str(tree.args.get("kind") or "").upper() != "INDEX":
+        raise _refuse("the rollback must be DROP INDEX")
+    if not tree.args.get("concurrently") or not tree.args.get("exists") or tree.args.get("cascade"):
+        raise _refuse("the rollback must be DROP INDEX CONCURRENTLY IF EXISTS, without CASCADE")
+    targets = tree.args.get("expressions") or tree.args.get("tables") or []
+    if len(targets) != 1 or not isinstance(targets[0], exp.Table):
+        raise _refuse("the rollback must drop exactly one index")
+    t = targets[0]
+    if (_ident(t.args.get("db")), _ident(t.this)) != (rec["schema_name"], rec["index_name"]):
+        raise _refuse("the rollback drops another index than the one created")
+    return tree
+
+
+def check_file(content: str, tree: exp.Expression) -> None:
+    """The migration file must parse as the validated statement and nothing else."""
+    try:
+        trees = [t for t in sqlglot.parse(content, read="postgres") if t is not None]
+    except sqlglot.errors.SqlglotError as exc:
+        raise _refuse(f"the migration file does not parse: {exc}") from None
+    if len(trees) != 1 or several_statements(content) or \
+            trees[0].sql("postgres", comments=False) != tree.sql("postgres", comments=False):
+        raise _refuse("the migration file holds something else than the validated statement")
+
+
+# ------------------------------------------------------------------------------ rendering
+
+def _one_line(text: Any, limit: int = 200) -> str:
+    s = re.sub(r"[\s\u0085\u2028\u2029]+", " ", str(text)).strip()
+    return s if len(s) <= limit else s[: limit - 1] + "…"
+
+
+def _kind_words(rec: dict) -> str:
+    kind = {"single": "single-column", "multi": "multi-column", "expression": "expression", "partial": "partial",
+            "covering": "covering"}.get(rec.get("index_kind") or "", "")
+    return kind + " " if kind else ""
+
+
+def _slug(rec: dict) -> str:
+    s = re.sub(r"[^a-z0-9]+", "_", f"arch_rec_{rec['id']}_{rec['index_name'] or rec['table_name']}".lower())
+    return s.strip("_")[:80]
+
+
+def render_files(rec: dict, fmt: str, directory: str, stamp: dt.datetime) -> list[dict]:
+    """The migration file(s) for ``rec`` in ``fmt``: ``[{"path": ..., "content": ...}]``."""
+    if fmt not in FORMATS:
+        raise TaskError(f"unknown migration_format {fmt!r}")
+    ts = stamp.astimezone(dt.timezone.utc).strftime("%Y%m%d%H%M%S")
+    slug = _slug(rec)
+    prefix = "/".join(p for p in (directory or "").strip("/").split("/") if p)
+    prefix = prefix + "/" if prefix else ""
+    header = [
+        f"-- pg_architect recommendation {rec['id']}: {_kind_words(rec)}index on "
+        f"{_one_line(rec['schema_name'])}.{_one_line(rec['table_name'])}",
+        f"-- Estimated {rec['est_gain_pct']:.1f} % lower cost for the statement it was proven on; "
+        f"confidence {rec['confidence']:.2f}. The proof is in the pull request.",
+        f"-- Generated by pg_architect {pg_architect.__version__} at {stamp.astimezone(dt.timezone.utc):%Y-%m-%d %H:%M:%S} UTC.",
+        f"-- CREATE INDEX CONCURRENTLY cannot run inside a transaction block: {NO_TRANSACTION_NOTE[fmt]}",
+        f"-- Rollback: {_one_line(rec['rollback_ddl'], 400)};",
+    ]
+    content = "\n".join(header) + "\n\n" + rec["ddl"].strip().rstrip(";") + ";\n"
+    if fmt == "sql":
+        return [{"path": f"{prefix}{ts}_{slug}.sql", "content": content}]
+    if fmt == "prisma":
+        return [{"path": f"{prefix}{ts}_{slug}/migration.sql", "content": content}]
+    path = f"{prefix}V{ts}__{slug}.sql"
+    return [{"path": path, "content": content},
+            {"path": path + ".conf",
+             "content": "# pg_architect: CREATE INDEX CONCURRENTLY cannot run inside a transaction block.\n"
+                        "executeInTransaction=false\n"}]
+
+
+def _fence(text: str, lang: str = "sql") -> str:
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    ticks = "`" * max(3, longest + 1)
+    return f"{ticks}{lang}\n{text.strip()}\n{ticks}"
+
+
+def _num(v: Any, fmt: str = ",.1f") -> str:
+    return "unknown" if v is None else format(float(v), fmt)
+
+
+def _size(n: Any) -> str:
+    if n is None:
+        return "unknown"
+    n = float(n)
+    for unit in ("bytes", "kB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def load_recommendation(db: Db, rec_id: int) -> dict | None:
+    return db.one(
+        "SELECT r.id, r.status, r.kind, r.index_kind, r.schema_name::text AS schema_name,"
+        " r.table_name::text AS table_name, r.index_name::text AS index_name, r.ddl, r.rollback_ddl,"
+        " r.rationale, r.query, r.queryid, r.calls, r.total_time_ms, r.time_share, r.cost_before, r.cost_after,"
+        " r.est_gain_pct, r.est_size_bytes, r.benefit_ms, r.confidence, r.confidence_factors, r.plan_changes,"
+        " r.decided_by::text AS decided_by, r.decided_at, r.decision_note, r.last_audit_run_id,"
+        " to_jsonb(r) -> 'similar_to' AS similar_to,"
+        " x.explanation, a.window_start, a.window_end,"
+        " (SELECT count(DISTINCT (s.dbid, s.userid, s.queryid)) FROM arch.recommendation_statement s"
+        "   WHERE s.recommendation_id = r.id) AS statements"
+        " FROM arch.recommendation r"
+        " LEFT JOIN arch.audit_run a ON a.id = r.last_audit_run_id"
+        " LEFT JOIN LATERAL (SELECT e.explanation FROM arch.statement_explanation e WHERE e.queryid = r.queryid"
+        "                    ORDER BY e.explained_at DESC LIMIT 1) x ON true"
+        " WHERE r.id = $1", [rec_id])
+
+
+def similar_cases(db: Db, rec: dict) -> list[str]:
+    """Past cases like this one and how they ended: those the knowledge base cited when it set
+    the confidence (``recommendation.similar_to``: similar statements with a measured outcome),
+    then earlier recommendations on the same table and what became of them."""
+    lines: list[str] = []
+    for c in rec.get("similar_to") or []:
+        if not isinstance(c, dict):
+            continue
+        gain = c.get("measured_gain_pct")
+        lines.append(f"- #{c.get('recommendation_id')} (similarity {float(c.get('similarity') or 0):.2f}): "
+                     f"`{_one_line(c.get('ddl') or '', 200)}` — outcome **{c.get('outcome') or 'not measured'}**"
+                     + (f", measured {float(gain):+.1f} %" if gain is not None else "")
+                     + (f", applied {str(c['applied_at'])[:10]}" if c.get("applied_at") else ""))
+    for r in db.query(
+            "SELECT r.id, r.status, r.index_name::text AS index_name, r.est_gain_pct, r.decision_note,"
+            " to_jsonb(r) ->> 'outcome' AS outcome, to_jsonb(r) ->> 'measured_gain_pct' AS measured, p.url"
+            " FROM arch.recommendation r LEFT JOIN arch.pull_request p ON p.recommendation_id = r.id"
+            " WHERE r.schema_name = $1 AND r.table_name = $2 AND r.id <> $3"
+            "   AND r.status IN ('rejected', 'merged', 'closed', 'applied', 'superseded', 'pr_open')"
+            " ORDER BY r.id DESC LIMIT 5", [rec["schema_name"], rec["table_name"], rec["id"]]):
+        note = f": {_one_line(r['decision_note'], 160)}" if r["decision_note"] and r["status"] == "rejected" else ""
+        outcome = f", outcome {r['outcome']}" if r["outcome"] else ""
+        measured = f" ({float(r['measured']):+.1f} %)" if r["measured"] else ""
+        link = f" ({r['url']})" if r["url"] else ""
+        lines.append(f"- #{r['id']} `{_one_line(r['index_name'])}` on the same table, est. {r['est_gain_pct']:.1f} %: "
+                     f"**{r['status']}**{note}{outcome}{measured}{link}")
+    return lines
+
+
+def render_title(rec: dict) -> str:
+    return (f"pg_architect #{rec['id']}: index {_one_line(rec['index_name'], 80)} on "
+            f"{_one_line(rec['schema_name'])}.{_one_line(rec['table_name'])} "
+            f"(est. {rec['est_gain_pct']:.0f} % lower cost)")[:250]
+
+
+def render_body(db: Db, rec: dict, files: list[dict], fmt: str, policy_note: str) -> str:
+    qualified = f"{quote_ident(rec['schema_name'])}.{quote_ident(rec['index_name'])}"
+    changes = rec.get("plan_changes") or {}
+    removed = ", ".join(f"`{_one_line(n, 120)}`" for n in changes.get("removed", [])[:6]) or "—"
+    added = ", ".join(f"`{_one_line(n, 120)}`" for n in changes.get("added", [])[:6]) or "—"
+    factors = rec.get("confidence_factors") or {}
+    share = rec.get("time_share")
+    window = (f"{rec['window_start']:%Y-%m-%d %H:%M} → {rec['window_end']:%Y-%m-%d %H:%M}"
+              if rec.get("window_start") and rec.get("window_end") else "since statistics were reset")
+    out = [
+        f"**pg_architect recommendation #{rec['id']}**: a {_kind_words(rec)}index on "
+        f"`{rec['schema_name']}.{rec['table_name']}`. Nothing has been applied to the database: "
+        "merging and deploying this migration is the change.",
+        "",
+        "### The change",
+        _fence(rec["ddl"].strip().rstrip(";") + ";"),
+        f"Migration ({FORMAT_NAMES[fmt]}): " + ", ".join(f"`{f['path']}`" for f in files) + ". "
+        f"CREATE INDEX CONCURRENTLY cannot run inside a transaction block: {NO_TRANSACTION_NOTE[fmt]}",
+        "",
+        "### The statement",
+        _fence(rec.get("query") or "(statement text not available)"),
+        f"- Calls in the audit window ({window}): {_num(rec.get('calls'), ',.0f')}; total execution time "
+        f"{_num((rec.get('total_time_ms') or 0) / 1000.0)} s"
+        + (f"; **{share * 100:.1f} %** of all statement time." if share is not None else "."),
+        f"- Statements this index speeds up: {rec.get('statements') or 1}.",
+        "",
+        "### Business purpose",
+        ("> " + rec["explanation"].replace("\n", "\n> ")) if rec.get("explanation")
+        else "_Not explained yet (the explain request may still be queued, or no LLM is configured)._",
+        "",
+        "### Plan before → after (the nodes that change)",
+        "| | estimated cost | plan nodes |",
+        "|---|---:|---|",
+        f"| before | {_num(rec.get('cost_before'))} | {removed} |",
+        f"| after | {_num(rec.get('cost_after'))} | {added} |",
+        "",
+        "### Estimated gain and confidence",
+        f"- Estimated gain: **{rec['est_gain_pct']:.1f} %** lower cost for the statement; estimated time saved "
+        f"over the window {_num((rec.get('benefit_ms') or 0) / 1000.0)} s; index size about {_size(rec.get('est_size_bytes'))}.",
+        f"- Confidence: **{rec['confidence']:.2f}** = gain {factors.get('gain', '?')} × time share "
+        f"{factors.get('share', '?')} × writes {factors.get('writes', '?')} × size {factors.get('size', '?')}.",
+        f"- Why: {rec.get('rationale') or ''}",
+        "",
+        "### Similar past cases",
+        *(similar_cases(db, rec) or ["_None recorded yet._"]),
+        "",
+        "### Rollback",
+        _fence(rec["rollback_ddl"].strip().rstrip(";") + ";"),
+        "",
+        "### How to verify after merge",
+        f"1. The index is valid (a failed CONCURRENTLY build leaves an INVALID index: drop it with the rollback and retry):",
+        _fence(f"SELECT indisvalid FROM pg_index WHERE indexrelid = '{qualified.replace(chr(39), chr(39) * 2)}'::regclass;"),
+        f"2. `EXPLAIN` the statement: the plan uses `{rec['index_name']}`.",
+        f"3. The next audit measures the real before/after: "
+        f"`SELECT * FROM arch.recommendations WHERE id = {rec['id']};`",
+        "",
+        "### Approval",
+        policy_note,
+        "",
+        f"<!-- pg_architect recommendation {rec['id']} -->",
+    ]
+    return "\n".join(out)
+
+
+def _policy_note(rec: dict, settings: dict) -> str:
+    if rec.get("decided_by") and rec["status"] in ("approved", "pr_open", "merged", "closed"):
+        note = f" — “{_one_line(rec['decision_note'], 300)}”" if rec.get("decision_note") else ""
+        return f"Approved by `{rec['decided_by']}` at {rec['decided_at']:%Y-%m-%d %H:%M:%S %Z}{note}."
+    return (f"Opened by the `auto_above_threshold` policy (confidence {rec['confidence']:.2f} ≥ "
+            f"{settings['confidence_threshold']:.2f}): **the review of this pull request is the approval.**")
+
+
+# ------------------------------------------------------------------------------ GitHub client
+
+def _header(headers: dict | None, name: str) -> str | None:
+    if not headers:
+        return None
+    for k, v in headers.items():
+        if k.lower() == name:
+            return v
+    return None
+
+
+class GitHub:
+    """PyGithub with our own retries: PyGithub's are off so that every wait is bounded, logged
+    and injectable (``sleep``, ``clock``) for the tests."""
+
+    def __init__(self, api_url: str, token: str, *, timeout: int, max_wait: float,
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time,
+                 tries: int = 4, backoff: float = 0.5):
+        from github import Auth, Github
+
+        self.gh = Github(base_url=api_url.rstrip("/"), auth=Auth.Token(token), timeout=timeout, retry=None,
+                         seconds_between_requests=None, seconds_between_writes=None, per_page=100)
+        self.max_wait = max_wait
+        self.sleep = sleep
+        self.clock = clock
+        self.tries = tries
+        self.backoff = backoff
+        self._repos: dict[str, Any] = {}
+
+    def close(self) -> None:
+        try:
+            self.gh.close()
+        except Exception:
+            pass
+
+    def call(self, what: str, fn: Callable[[], Any]) -> Any:
+        import requests
+        from github import GithubException, RateLimitExceededException
+
+        delay = self.backoff
+        last: BaseException | None = None
+        for attempt in range(1, self.tries + 1):
+            try:
+                return fn()
+            except RateLimitExceededException as exc:
+                now = self.clock()
+                retry_after = _header(exc.headers, "retry-after")
+                reset = _header(exc.headers, "x-ratelimit-reset")
+                until = now + float(retry_after) if retry_after else float(reset) if reset else now + 60.0
+                wait = max(0.0, until - now) + 1.0
+                if wait > self.max_wait:
+                    raise TaskError(f"GitHub rate limit while {what}: it resets in {wait:.0f} s, more than "
+                                    f"github_max_wait_s ({self.max_wait:g} s); rescheduled",
+                                    transient=True, retry_at=until + 1.0) from None
+                log.warning("GitHub rate limit while %s: waiting %.0f s", what, wait)
+                self.sleep(wait)
+                last = exc
+                continue
+            except GithubException as exc:
+                if exc.status is None or exc.status >= 500 or exc.status == 429:
+                    last = exc
+                else:
+                    raise
+            except (requests.Timeout, requests.ConnectionError) as exc:
+                last = exc
+            if attempt < self.tries:
+                log.warning("GitHub: %s failed (%s): retrying in %.1f s", what, _describe(last), delay)
+                self.sleep(delay)
+                delay *= 2
+        raise TaskError(f"GitHub: {what} failed {self.tries} times: {_describe(last)}", transient=True)
+
+    def repo(self, full_name: str):
+        from github import GithubException
+
+        if full_name not in self._repos:
+            try:
+                self._repos[full_name] = self.call(f"reading repository {full_name}",
+                                                   lambda: self.gh.get_repo(full_name))
+            except GithubException as exc:
+                raise TaskError(f"GitHub: repository {full_name}: {_describe(exc)} (check github_repo and "
+                                "that the sidecar's token can see it)") from None
+        return self._repos[full_name]
+
+
+def _describe(exc: BaseException | None) -> str:
+    if exc is None:
+        return "unknown error"
+    status = getattr(exc, "status", None)
+    if status is not None:
+        data = getattr(exc, "data", None)
+        msg = data.get("message") if isinstance(data, dict) else data
+        return f"HTTP {status}: {_one_line(msg or '', 200)}"
+    return f"{type(exc).__name__}: {_one_line(exc, 200)}"
+
+
+def _find_pr(repo, owner: str, branch: str, base: str):
+    pulls = list(repo.get_pulls(state="all", head=f"{owner}:{branch}", base=base))
+    # Open first, then the most recent.
+    pulls.sort(key=lambda p: (p.state != "open", -p.number))
+    return pulls[0] if pulls else None
+
+
+def _ensure_branch(repo, branch: str, base_sha: str) -> None:
+    from github import GithubException, UnknownObjectException
+
+    try:
+        repo.get_git_ref(f"heads/{branch}").object.sha
+        return
+    except UnknownObjectException:
+        pass
+    try:
+        repo.create_git_ref(ref=f"refs/heads/{branch}", sha=base_sha)
+    except GithubException as exc:
+        if exc.status == 422 and "already exists" in str(exc.data).lower():
+            return
+        raise
+
+
+def _ensure_file(repo, branch: str, path: str, content: str, message: str) -> bool:
+    """Make ``path`` on ``branch`` hold ``content``; True if a commit was made."""
+    from github import UnknownObjectException
+
+    try:
+        current = repo.get_contents(path, ref=branch)
+    except UnknownObjectException:
+        current = None
+    if isinstance(current, list):
+        raise TaskError(f"GitHub: {path} is a directory in the repository")
+    if current is None:
+        repo.create_file(path, message, content, branch=branch)
+        return True
+    if current.decoded_content.decode("utf-8", "replace") == content:
+        return False
+    repo.update_file(path, message, content, current.sha, branch=branch)
+    return True
+
+
+def _create_pr(repo, owner: str, branch: str, base: str, title: str, body: str):
+    from github import GithubException
+
+    try:
+        return repo.create_pull(base=base, head=branch, title=title, body=body)
+    except GithubException as exc:
+        if exc.status == 422 and "already exists" in str(exc.data).lower():
+            return _find_pr(repo, owner, branch, base)
+        raise
+
+
+def _pr_state(pr) -> str:
+    if getattr(pr, "merged", False):
+        return "merged"
+    return "open" if pr.state == "open" else "closed"
+
+
+# ------------------------------------------------------------------------------ the request
+
+def _move(db: Db, rec_id: int, target: str) -> None:
+    """Walk the recommendation to ``target`` (pr_open, merged, closed) through valid transitions."""
+    path = {"pr_open": {"approved": ["pr_open"], "proposed": ["pr_open"], "closed": ["pr_open"]},
+            "merged": {"approved": ["pr_open", "merged"], "proposed": ["pr_open", "merged"],
+                       "pr_open": ["merged"], "closed": ["pr_open", "merged"]},
+            "closed": {"approved": ["pr_open", "closed"], "proposed": ["pr_open", "closed"],
+                       "pr_open": ["closed"]}}[target]
+    status = db.scalar("SELECT status FROM arch.recommendation WHERE id = $1", [rec_id])
+    for step in path.get(status, []):
+        db.execute("UPDATE arch.recommendation SET status = $2 WHERE id = $1", [rec_id, step])
+
+
+def _record(db: Db, rec_id: int, pr) -> dict:
+    state = _pr_state(pr)
+    db.execute(
+        "UPDATE arch.pull_request SET pr_number = $2, url = $3, state = $4, head_sha = $5::text,"
+        " merged_at = $6::text::timestamptz, closed_at = $7::text::timestamptz, updated_at = now(),"
+        " synced_at = now() WHERE recommendation_id = $1",
+        [rec_id, int(pr.number), pr.html_url, state, getattr(getattr(pr, "head", None), "sha", None),
+         None if not getattr(pr, "merged_at", None) else str(pr.merged_at),
+         None if not getattr(pr, "closed_at", None) else str(pr.closed_at)])
+    _move(db, rec_id, "pr_open" if state == "open" else state)
+    return {"pr_number": int(pr.number), "url": pr.html_url, "state": state}
+
+
+def open_pull_request(db: Db, github: Callable[[], GitHub], rec_id: int, settings: dict) -> dict:
+    """Open (or find) the pull request of recommendation ``rec_id``; returns the request result."""
+    rec = load_recommendation(db, rec_id)
+    if rec is None:
+        raise TaskError(f"recommendation {rec_id} does not exist")
+    row = db.one("SELECT * FROM arch.pull_request WHERE recommendation_id = $1", [rec_id])
+    auto = (settings["approval_policy"] == "auto_above_threshold"
+            and rec["confidence"] >= settings["confidence_threshold"])
+    if rec["status"] in ("rejected", "superseded", "applied") or (rec["status"] == "proposed" and not auto):
+        return {"skipped": f"recommendation {rec_id} is {rec['status']}: no pull request"}
+    if rec["status"] in ("pr_open", "merged", "closed") and row and row["pr_number"]:
+        return {"pr_number": row["pr_number"], "url": row["url"], "state": row["state"], "already": True}
+    if rec["kind"] != "index":
+        raise TaskError(f"recommendation {rec_id} is a {rec['kind']}: only index recommendations become pull requests",
+                        refused=True)
+    if not settings.get("github_repo"):
+        raise TaskError("no repository to open pull requests in: UPDATE arch.settings SET github_repo = 'owner/name'")
+    tree = validate_ddl(db, rec)
+    validate_rollback(rec)
+
+    if row is None or row["pr_number"] is None:
+        # The files are chosen once (their name has a timestamp) and kept: a retry writes the same.
+        if row is None:
+            stamp = db.scalar("SELECT clock_timestamp()")
+            files = render_files(rec, settings["migration_format"], settings["migrations_dir"], stamp)
+            db.execute("INSERT INTO arch.pull_request (recommendation_id, repo, base_branch, branch, migration_format,"
+                       " files) VALUES ($1, $2, $3, $4, $5, $6::jsonb) ON CONFLICT (recommendation_id) DO NOTHING",
+                       [rec_id, settings["github_repo"], settings["github_base_branch"], branch_name(rec_id),
+                        settings["migration_format"], files])
+        else:  # not opened yet: a corrected repository or base branch applies
+            db.execute("UPDATE arch.pull_request SET repo = $2, base_branch = $3, updated_at = now()"
+                       " WHERE recommendation_id = $1 AND pr_number IS NULL",
+                       [rec_id, settings["github_repo"], settings["github_base_branch"]])
+        row = db.one("SELECT * FROM arch.pull_request WHERE recommendation_id = $1", [rec_id])
+    files = row["files"]
+    for f in files:
+        if f["path"].endswith(".sql"):
+            check_file(f["content"], tree)
+    title = render_title(rec)
+    body = render_body(db, rec, files, row["migration_format"], _policy_note(rec, settings))
+    message = f"pg_architect: recommendation {rec_id}: index {rec['index_name']} on {rec['schema_name']}.{rec['table_name']}"
+
+    gh = github()
+    try:
+        from github import GithubException
+
+        repo = gh.repo(row["repo"])
+        owner = repo.owner.login
+        branch, base = row["branch"], row["base_branch"]
+        try:
+            pr = gh.call("looking for an existing pull request", lambda: _find_pr(repo, owner, branch, base))
+            if pr is None:
+                base_sha = gh.call(f"reading base branch {base}", lambda: repo.get_git_ref(f"heads/{base}").object.sha)
+                gh.call(f"creating branch {branch}", lambda: _ensure_branch(repo, branch, base_sha))
+                for f in files:
+                    gh.call(f"writing {f['path']}",
+                            lambda f=f: _ensure_file(repo, branch, f["path"], f["content"], message))
+                pr = gh.call("opening the pull request",
+                             lambda: _find_pr(repo, owner, branch, base) or _create_pr(repo, owner, branch, base,
+                                                                                      title, body))
+            if pr is None:
+                raise TaskError("GitHub: the pull request was neither created nor found", transient=True)
+        except GithubException as exc:
+            raise TaskError(f"GitHub: {_describe(exc)}") from None
+        out = _record(db, rec_id, pr)
+    finally:
+        gh.close()
+    out.update({"branch": row["branch"], "files": [f["path"] for f in files]})
+    return out
+
+
+def sync_pull_requests(db: Db, github: Callable[[], GitHub], limit: int = 100) -> dict:
+    """Bring the state of open pull requests (merged, closed) back into arch."""
+    from github import GithubException
+
+    rows = db.query("SELECT recommendation_id, repo, pr_number FROM arch.pull_request"
+                    " WHERE state = 'open' AND pr_number IS NOT NULL ORDER BY synced_at NULLS FIRST LIMIT $1",
+                    [limit])
+    stats = {"checked": 0, "merged": 0, "closed": 0, "errors": 0}
+    if not rows:
+        return stats
+    gh = github()
+    try:
+        for r in rows:
+            try:
+                repo = gh.repo(r["repo"])
+                pr = gh.call(f"reading pull request #{r['pr_number']}", lambda: _complete(repo.get_pull(r["pr_number"])))
+            except (GithubException, TaskError) as exc:
+                stats["errors"] += 1
+                log.warning("sync of pull request #%s failed: %s", r["pr_number"], exc)
+                continue
+            stats["checked"] += 1
+            state = _record(db, r["recommendation_id"], pr)["state"]
+            if state in ("merged", "closed"):
+                stats[state] += 1
+    finally:
+        gh.close()
+    return stats
+
+
+def _complete(pr):
+    pr.merged  # noqa: B018 (a lazy PullRequest loads on first attribute access)
+    return pr

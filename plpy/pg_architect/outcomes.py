@@ -1,0 +1,240 @@
+"""Pipeline step 6 (the closed loop): which recommendations were applied, and what they did.
+
+Run by every audit right after its workload snapshot:
+
+1. **Applied** — a recommendation becomes ``applied`` when a valid index with the same
+   *definition* appears on its table, whatever its name and whoever created it (a human by
+   hand, a migration from the pull request).  The definition is compared as PostgreSQL prints
+   it: ``hypopg_get_indexdef()`` of the recommendation's hypothetical index (computed once,
+   stored in ``recommendation.index_signature``) against ``pg_get_indexdef()`` of the real
+   indexes, both from ``ON schema.table USING ...`` on (the name is not part of it).  The
+   audit that sees it records ``applied_at`` (now), the index's name, its own snapshot and
+   the previous one: the index appeared between those two.
+
+2. **Measured** — for each applied recommendation, every statement it was recommended for is
+   compared in two windows of ``pg_stat_statements`` snapshots:
+
+   * *before*: ending at the last snapshot without the index, starting at the earliest
+     snapshot within ``outcome_window`` before it (same statistics epoch; none: the counters
+     since the last reset);
+   * *after*: starting at the snapshot that first saw the index, ending at the latest
+     snapshot within ``outcome_window`` after it.
+
+   With at least ``outcome_min_calls`` calls in both, the mean execution time (and the total
+   time per call, planning included) before and after give the measured gain, weighted by
+   the statements' calls before.  The verdict (``outcome``):
+
+   * ``unused`` — the index was never scanned (``pg_stat_user_indexes.idx_scan = 0``): a
+     failed recommendation;
+   * ``slower`` — the statements' mean time went up: a failed recommendation;
+   * ``improved`` — the gain is at least ``outcome_min_gain_pct``;
+   * ``no_gain`` — in between.
+
+   The numbers go on the recommendation and on each knowledge case (per statement).  An
+   outcome is re-measured by later audits until the after window is complete.
+"""
+
+from __future__ import annotations
+
+from .db import Db, DbError, QUERY_CANCELED
+
+_SIGNATURE = ("substr({d}, strpos({d}, ' ON ' || quote_ident({s}) || '.' || quote_ident({t}) || ' USING ') + 4)")
+
+
+def _sig(defn: str, schema: str, table: str) -> str:
+    return _SIGNATURE.format(d=defn, s=schema, t=table)
+
+
+def sign_recommendations(db: Db, prover) -> int:
+    """Store the definition signature of index recommendations that have none yet."""
+    recs = db.query("SELECT id, schema_name::text AS schema_name, table_name::text AS table_name, hypo_ddl"
+                    " FROM arch.recommendation WHERE kind = 'index' AND index_signature IS NULL"
+                    " AND hypo_ddl IS NOT NULL AND status NOT IN ('applied', 'superseded')")
+    n = 0
+    for r in recs:
+        try:
+            oid, _name = prover.create_hypothetical(r["hypo_ddl"])
+        except DbError as exc:
+            if exc.sqlstate == QUERY_CANCELED:
+                raise
+            continue  # the table is gone or changed: try again next audit
+        try:
+            sig = db.scalar(f"SELECT {_sig(f'{prover.h}.hypopg_get_indexdef($1::bigint::oid)', '$2::text', '$3::text')}",
+                            [oid, r["schema_name"], r["table_name"]])
+        finally:
+            prover.drop_hypothetical(oid)
+        if sig:
+            db.execute("UPDATE arch.recommendation SET index_signature = $2 WHERE id = $1", [r["id"], sig])
+            n += 1
+    return n
+
+
+_MATCHES = f"""
+SELECT DISTINCT ON (r.id) r.id, ic.relname::text AS index_name
+FROM arch.recommendation r
+JOIN pg_index i ON i.indrelid = to_regclass(format('%I.%I', r.schema_name, r.table_name))
+               AND i.indisvalid AND i.indisready
+JOIN pg_class ic ON ic.oid = i.indexrelid
+WHERE r.kind = 'index' AND r.status NOT IN ('applied', 'superseded') AND r.index_signature IS NOT NULL
+  AND {_sig('pg_get_indexdef(i.indexrelid)', 'r.schema_name::text', 'r.table_name::text')} = r.index_signature
+ORDER BY r.id, ic.oid
+"""
+
+
+def detect_applied(db: Db, snap) -> list[int]:
+    """Mark recommendations whose index now exists (by definition) as applied."""
+    out = []
+    for m in db.query(_MATCHES):
+        db.execute(
+            "UPDATE arch.recommendation SET status = 'applied', applied_at = clock_timestamp(), applied_index = $2,"
+            " applied_snapshot_id = $3, applied_prev_snapshot_id = $4::text::bigint, updated_at = now(),"
+            " outcome_detail = 'index ' || quote_ident($2) || ' seen at ' || to_char(clock_timestamp(),"
+            " 'YYYY-MM-DD HH24:MI') || '; waiting for the statements to run after it'"
+            " WHERE id = $1",
+            [m["id"], m["index_name"], snap.id, None if snap.prev_id is None else str(snap.prev_id)])
+        out.append(int(m["id"]))
+    return out
+
+
+_COUNTERS = ("SELECT calls, total_exec_time AS exec_ms, total_plan_time AS plan_ms FROM arch.snapshot_statement"
+             " WHERE snapshot_id = $1 AND dbid = $2::bigint::oid AND userid = $3::bigint::oid AND queryid = $4")
+
+
+def _delta(db: Db, start: dict | None, end: dict, key: tuple) -> tuple[int, float, float]:
+    """(calls, exec ms, plan ms) of one statement between two snapshots (or since the last reset)."""
+    e = db.one(_COUNTERS, [end["id"], *key])
+    if e is None:
+        return 0, 0.0, 0.0
+    s = db.one(_COUNTERS, [start["id"], *key]) if start is not None else None
+    if s is None or start["stats_reset"] != end["stats_reset"] or e["calls"] < s["calls"]:
+        return int(e["calls"]), float(e["exec_ms"]), float(e["plan_ms"])
+    return (int(e["calls"] - s["calls"]), max(0.0, float(e["exec_ms"] - s["exec_ms"])),
+            max(0.0, float(e["plan_ms"] - s["plan_ms"])))
+
+
+def _windows(db: Db, r: dict, window: str):
+    """(before start, before end, after start, after end) snapshots; None where missing."""
+    snap = "SELECT id, taken_at, stats_reset FROM arch.snapshot WHERE id = $1"
+    b_end = db.one(snap, [r["applied_prev_snapshot_id"]]) if r["applied_prev_snapshot_id"] else None
+    a_start = db.one(snap, [r["applied_snapshot_id"]]) if r["applied_snapshot_id"] else None
+    b_start = a_end = None
+    if b_end is not None:
+        b_start = db.one(
+            "SELECT id, taken_at, stats_reset FROM arch.snapshot WHERE id < $1"
+            " AND stats_reset IS NOT DISTINCT FROM (SELECT stats_reset FROM arch.snapshot WHERE id = $1)"
+            " ORDER BY (taken_at >= (SELECT taken_at FROM arch.snapshot WHERE id = $1) - $2::text::interval) DESC,"
+            " CASE WHEN taken_at >= (SELECT taken_at FROM arch.snapshot WHERE id = $1) - $2::text::interval"
+            "      THEN id END ASC, id DESC LIMIT 1", [b_end["id"], window])
+    if a_start is not None:
+        a_end = db.one(
+            "SELECT id, taken_at, stats_reset FROM arch.snapshot WHERE id > $1"
+            " AND taken_at <= (SELECT taken_at FROM arch.snapshot WHERE id = $1) + $2::text::interval"
+            " ORDER BY id DESC LIMIT 1", [a_start["id"], window])
+    return b_start, b_end, a_start, a_end
+
+
+def classify(gain_pct: float, index_scans: int | None, min_gain_pct: float) -> str:
+    if index_scans == 0:
+        return "unused"
+    if gain_pct < 0:
+        return "slower"
+    if gain_pct >= min_gain_pct:
+        return "improved"
+    return "no_gain"
+
+
+def measure(db: Db, ks) -> int:
+    """Measure (or re-measure) the outcome of applied recommendations; returns how many."""
+    recs = db.query(
+        "SELECT r.id, r.schema_name::text AS schema_name, r.applied_index::text AS applied_index,"
+        " r.applied_snapshot_id, r.applied_prev_snapshot_id"
+        " FROM arch.recommendation r LEFT JOIN arch.snapshot s ON s.id = r.applied_snapshot_id"
+        " WHERE r.status = 'applied' AND r.applied_snapshot_id IS NOT NULL"
+        "   AND (r.measured_at IS NULL OR r.measured_at < s.taken_at + $1::text::interval)",
+        [ks.outcome_window])
+    done = 0
+    for r in recs:
+        if _measure_one(db, ks, r):
+            done += 1
+    return done
+
+
+def _measure_one(db: Db, ks, r: dict) -> bool:
+    b_start, b_end, a_start, a_end = _windows(db, r, ks.outcome_window)
+    if b_end is None:
+        db.execute("UPDATE arch.recommendation SET outcome_detail = $2 WHERE id = $1",
+                   [r["id"], "cannot be measured: no workload snapshot from before the index appeared"])
+        return False
+    if a_end is None:
+        return False
+    stmts = db.query("SELECT DISTINCT dbid::bigint AS dbid, userid::bigint AS userid, queryid"
+                     " FROM arch.recommendation_statement WHERE recommendation_id = $1", [r["id"]])
+    scans = db.scalar("SELECT idx_scan FROM pg_stat_user_indexes WHERE schemaname = $1 AND indexrelname = $2",
+                      [r["schema_name"], r["applied_index"]])
+    scans = None if scans is None else int(scans)
+    per = []
+    for s in stmts:
+        key = (s["dbid"], s["userid"], s["queryid"])
+        cb, eb, pb = _delta(db, b_start, b_end, key)
+        ca, ea, pa = _delta(db, a_start, a_end, key)
+        if cb < ks.outcome_min_calls or ca < ks.outcome_min_calls:
+            continue
+        per.append((key, cb, eb, pb, ca, ea, pa))
+    if not per:
+        db.execute("UPDATE arch.recommendation SET outcome_detail = $2 WHERE id = $1",
+                   [r["id"], f"index {r['applied_index']} applied; waiting for at least {ks.outcome_min_calls} calls "
+                             "of its statements in both windows"])
+        return False
+    w = sum(cb for _k, cb, *_ in per)
+    before = sum(eb for _k, _cb, eb, *_ in per) / w
+    after = sum(cb * (ea / ca) for _k, cb, _eb, _pb, ca, ea, _pa in per) / w
+    tpc_before = sum(eb + pb for _k, _cb, eb, pb, *_ in per) / w
+    tpc_after = sum(cb * ((ea + pa) / ca) for _k, cb, _eb, _pb, ca, ea, pa in per) / w
+    calls_before = sum(cb for _k, cb, *_ in per)
+    calls_after = sum(ca for *_x, ca, _ea, _pa in per)
+    gain = (before - after) / before * 100.0 if before > 0 else 0.0
+    verdict = classify(gain, scans, ks.outcome_min_gain_pct)
+    idx = r["applied_index"]
+    if verdict == "unused":
+        detail = (f"failed: index {idx} was never used (pg_stat_user_indexes.idx_scan = 0) although its "
+                  f"statements ran {calls_after:,} times since it appeared")
+    else:
+        change = (f"mean time {before:,.2f} ms → {after:,.2f} ms over {calls_before:,} calls before and "
+                  f"{calls_after:,} after")
+        used = "" if scans is None else f"; the index was scanned {scans:,} times"
+        detail = {"slower": f"failed: the statements got slower with index {idx}: {change} ({-gain:.1f} % slower)",
+                  "improved": f"{change}: {gain:.1f} % faster",
+                  "no_gain": f"{change}: {gain:.1f} % faster, below the {ks.outcome_min_gain_pct:g} % that counts "
+                             "as a real gain"}[verdict] + used
+    db.execute(
+        "UPDATE arch.recommendation SET mean_time_before_ms = $2, mean_time_after_ms = $3,"
+        " time_per_call_before_ms = $4, time_per_call_after_ms = $5, calls_before = $6, calls_after = $7,"
+        " measured_gain_pct = $8, index_scans = $9::text::bigint, outcome = $10, outcome_detail = $11,"
+        " measured_at = clock_timestamp() WHERE id = $1",
+        [r["id"], before, after, tpc_before, tpc_after, calls_before, calls_after, gain,
+         None if scans is None else str(scans), verdict, detail])
+    for key, cb, eb, _pb, ca, ea, _pa in per:
+        mb, ma = eb / cb, ea / ca
+        g = (mb - ma) / mb * 100.0 if mb > 0 else 0.0
+        db.execute(
+            "UPDATE arch.knowledge SET mean_time_before_ms = $5, mean_time_after_ms = $6, calls_before = $7,"
+            " calls_after = $8, measured_gain_pct = $9, outcome = $10, measured_at = clock_timestamp(),"
+            " updated_at = now() WHERE recommendation_id = $1 AND dbid = $2::bigint::oid"
+            " AND userid = $3::bigint::oid AND queryid = $4",
+            [r["id"], *key, mb, ma, cb, ca, g, classify(g, scans, ks.outcome_min_gain_pct)])
+    return True
+
+
+def update(db: Db, snap, prover, ks) -> dict:
+    """The outcome step of an audit: sign, detect applied indexes, measure outcomes."""
+    saved = db.scalar("SELECT current_setting('search_path')")
+    # pg_get_indexdef() qualifies function names that are not on the search_path: compare both
+    # sides under the same one.
+    db.execute("SELECT set_config('search_path', 'pg_catalog, pg_temp', true)")
+    try:
+        signed = sign_recommendations(db, prover)
+        applied = detect_applied(db, snap)
+        measured = measure(db, ks)
+    finally:
+        db.execute("SELECT set_config('search_path', $1, true)", [saved])
+    return {"signed": signed, "applied_detected": len(applied), "outcomes_measured": measured}

@@ -1,0 +1,78 @@
+-- pg_architect: comments and privileges of the approval workflow and the sidecar. Idempotent.
+-- Runs after 090_privileges.sql (which revoked PUBLIC on every arch table and function).
+--
+-- Roles (created by `pg-architect install`, NOLOGIN; grant them to login roles):
+--   arch_approver  approves and rejects recommendations (and reads the views)
+--   arch_sidecar   claims sidecar requests and writes their results, nothing else; it is a member
+--                  of arch_reader only so that it can drop to it (SET LOCAL ROLE) to run arch.ask() SQL
+-- Approvals, history and the queue are written by SECURITY INVOKER functions and triggers, so
+-- the history records the real current_user; each role gets exactly the table rights that needs,
+-- and the transition trigger decides which role may make which status change.
+
+COMMENT ON TABLE arch.recommendation_transition IS 'Every status change of every recommendation (who, when, from, to, note). Read it through arch.recommendation_history.';
+COMMENT ON TABLE arch.sidecar IS 'One row per sidecar process started: host, pid, heartbeat, counters. Read it through arch.sidecars.';
+COMMENT ON TABLE arch.request IS 'The sidecar''s work queue: open_pr, explain, ask and train requests with status, attempts, last error and result. NOTIFY arch_request on insert.';
+COMMENT ON TABLE arch.pull_request IS 'The pull request of each approved recommendation: branch, migration files, number, state.';
+COMMENT ON TABLE arch.statement_explanation IS 'Business purpose of a statement in plain words, written by the sidecar (Vanna + LLM).';
+COMMENT ON TABLE arch.documentation IS 'Documentation for Vanna written by DBAs (INSERT INTO arch.documentation (title, body) ...); used by arch.train().';
+COMMENT ON TABLE arch.vanna_training IS 'Vanna''s training data (DDL, documentation, question/SQL pairs) with 384-dimension embeddings; one row per source, so re-training adds no duplicates.';
+
+COMMENT ON COLUMN arch.settings.approval_policy IS 'on_approval: a DBA approves (arch.approve) and then a pull request is opened; auto_above_threshold: a pull request is opened for every recommendation at or above confidence_threshold and its review is the approval.';
+COMMENT ON COLUMN arch.settings.github_api_url IS 'GitHub REST API base URL (GitHub Enterprise: https://HOST/api/v3). The token comes from the sidecar''s environment (PGA_GITHUB_TOKEN), never from the database.';
+COMMENT ON COLUMN arch.settings.github_repo IS 'Repository pull requests are opened in, as owner/name; NULL: no pull requests.';
+COMMENT ON COLUMN arch.settings.github_base_branch IS 'Branch pull requests are opened against.';
+COMMENT ON COLUMN arch.settings.migrations_dir IS 'Directory of the repository the migration file is written to.';
+COMMENT ON COLUMN arch.settings.migration_format IS 'sql: a plain SQL file; prisma: <timestamp>_<name>/migration.sql; flyway: V<version>__<name>.sql with a .sql.conf that turns off the transaction.';
+COMMENT ON COLUMN arch.settings.github_timeout_s IS 'Timeout of one GitHub API call (seconds).';
+COMMENT ON COLUMN arch.settings.github_max_wait_s IS 'Longest wait for a GitHub rate-limit reset inside one attempt (seconds); a longer one reschedules the request.';
+COMMENT ON COLUMN arch.settings.sidecar_poll_s IS 'The sidecar looks at the queue at least this often (seconds) besides waking up on NOTIFY.';
+COMMENT ON COLUMN arch.settings.sidecar_lease_s IS 'A running request whose sidecar has sent no heartbeat for this long (seconds) is claimed again by another sidecar.';
+COMMENT ON COLUMN arch.settings.request_max_attempts IS 'A request that failed this many times is marked failed (arch.retry_request puts it back).';
+COMMENT ON COLUMN arch.settings.request_retry_base_s IS 'Backoff after a failed attempt: this many seconds times 2^(attempts-1), at most one hour.';
+COMMENT ON COLUMN arch.settings.pr_sync_interval_s IS 'How often (seconds) a sidecar syncs the state of open pull requests (merged, closed) back.';
+COMMENT ON COLUMN arch.settings.llm_provider IS 'LLM for Vanna (explain, ask, train): openai (any OpenAI-compatible API), ollama or gemini; NULL: none (no explain requests are queued). Keys come from the sidecar''s environment.';
+COMMENT ON COLUMN arch.settings.llm_base_url IS 'Base URL of the LLM API; NULL: the provider''s default.';
+COMMENT ON COLUMN arch.settings.llm_model IS 'Model name passed to the LLM API.';
+COMMENT ON COLUMN arch.settings.llm_timeout_s IS 'Timeout of one LLM call (seconds).';
+COMMENT ON COLUMN arch.settings.ask_row_cap IS 'arch.ask(): at most this many rows of the generated SQL are fetched and stored.';
+COMMENT ON COLUMN arch.settings.ask_statement_timeout_ms IS 'arch.ask(): statement_timeout of the generated SQL (ms).';
+
+GRANT USAGE ON SCHEMA arch TO arch_approver, arch_sidecar;
+
+-- Readers: the new views (questions and answers of arch.ask are for admins: arch.answers).
+GRANT SELECT ON arch.recommendation_history, arch.requests, arch.sidecars, arch.pull_requests,
+                arch.explanations TO arch_reader;
+
+-- Approvers: read everything a reader reads; approve and reject. approve() and reject() run as
+-- the caller (so the history shows who decided): they need to update the status and the
+-- decision, write the history and queue the pull request.
+GRANT arch_reader TO arch_approver;
+GRANT SELECT, UPDATE (status, decision_note) ON arch.recommendation TO arch_approver;
+GRANT SELECT ON arch.settings TO arch_approver;
+GRANT INSERT ON arch.recommendation_transition TO arch_approver;
+GRANT SELECT, INSERT ON arch.request TO arch_approver;
+GRANT EXECUTE ON FUNCTION arch.approve(bigint, text), arch.reject(bigint, text),
+      arch._decision_error(text, bigint, text, name, timestamptz, text),
+      arch._transition_role(text, text) TO arch_approver;
+
+-- Admins (the audit): queue explain / open_pr requests, supersede, mark applied; ask and train.
+GRANT SELECT, INSERT, UPDATE, DELETE ON arch.request, arch.recommendation_transition, arch.pull_request,
+      arch.statement_explanation, arch.documentation, arch.vanna_training, arch.sidecar TO arch_admin;
+GRANT SELECT ON arch.answers TO arch_admin;
+GRANT EXECUTE ON FUNCTION arch.retry_request(bigint), arch.ask(text), arch.answer(bigint), arch.train(),
+      arch._transition_role(text, text), arch._sidecar_lock_key() TO arch_admin;
+
+-- The sidecar: claim requests, write their results, nothing else. It reads what a pull request
+-- body and a prompt need; it writes the queue's status columns, its heartbeat, pull requests,
+-- explanations and Vanna's training data; it moves recommendations only through the statuses
+-- the transition trigger allows it (pr_open, merged, closed).
+GRANT arch_reader TO arch_sidecar;
+GRANT SELECT ON arch.settings, arch.python_env, arch.migration, arch.recommendation, arch.recommendation_statement,
+      arch.recommendation_transition, arch.statement, arch.audit_run, arch.documentation TO arch_sidecar;
+GRANT SELECT, UPDATE (status, attempts, run_after, last_error, claimed_by, claimed_at, result, finished_at)
+      ON arch.request TO arch_sidecar;
+GRANT UPDATE (status) ON arch.recommendation TO arch_sidecar;
+GRANT INSERT ON arch.recommendation_transition TO arch_sidecar;
+GRANT SELECT, INSERT, UPDATE ON arch.sidecar, arch.pull_request, arch.statement_explanation TO arch_sidecar;
+GRANT SELECT, INSERT, UPDATE, DELETE ON arch.vanna_training TO arch_sidecar;
+GRANT EXECUTE ON FUNCTION arch._transition_role(text, text), arch._sidecar_lock_key() TO arch_sidecar;
