@@ -193,6 +193,7 @@ class Recall:
         self.vs = vector_schema(db)
         self.counts: Counter = Counter()
         self.vectors: dict[tuple, tuple[str, str]] = {}
+        self.pending: dict[tuple, str] = {}  # canonical texts waiting for a batched embedding
         self._embedder: embed.Embedder | None = None
         self._history: bool | None = None
         self._calibration: dict | None = None
@@ -207,21 +208,45 @@ class Recall:
             self.load_ms = (time.monotonic() - t0) * 1000
         return self._embedder
 
-    def vector_for(self, st, res) -> tuple[str, str]:
-        """(canonical text, vector literal) of a window statement, embedded at most once."""
+    def vector_for(self, st, res, lazy: bool = False) -> tuple[str, str | None]:
+        """(canonical text, vector literal) of a window statement, embedded at most once.
+
+        ``lazy``: when the vector is not needed right away (nothing to look up yet), only the
+        canonical text is computed now; :meth:`flush` embeds all pending texts in one batch
+        (several times faster than one call per statement)."""
         key = (st.dbid, st.userid, st.queryid)
         if key in self.vectors:
+            return self.vectors[key]
+        if key in self.pending:
+            if lazy:
+                return self.pending[key], None
+            self.flush()
             return self.vectors[key]
         canon = embed.canonical_text(st.query, getattr(res, "info", None), getattr(res, "catalog", None)).text
         vec = self.db.scalar("SELECT embedding::text FROM arch.knowledge WHERE canonical_md5 = md5($1)"
                              " AND embedding_model = $2 LIMIT 1", [canon, self.ks.embedding_model])
         if vec is None:
+            if lazy:
+                self.pending[key] = canon
+                return canon, None
             vec = embed.vector_literal(self.embedder().embed(canon))
             self.counts["embedded"] += 1
         else:
             self.counts["embeddings_reused"] += 1
         self.vectors[key] = (canon, vec)
         return canon, vec
+
+    def flush(self) -> None:
+        """Embed every pending canonical text in one batch."""
+        if not self.pending:
+            return
+        keys = list(self.pending)
+        texts = [self.pending[k] for k in keys]
+        vecs = self.embedder().embed_many(texts)
+        for key, canon, vec in zip(keys, texts, vecs):
+            self.vectors[key] = (canon, embed.vector_literal(vec))
+        self.counts["embedded"] += len(keys)
+        self.pending.clear()
 
     # -- recall -----------------------------------------------------------------------------
     def has_history(self) -> bool:
@@ -282,8 +307,9 @@ class Recall:
             return kept
         if self._calibration is None:
             self._calibration = calibration(self.db)
-        _canon, vec = self.vector_for(st, res)
-        cases = self.similar_cases(vec) if self.has_history() else []
+        history = self.has_history()
+        _canon, vec = self.vector_for(st, res, lazy=not history)
+        cases = self.similar_cases(vec) if history else []
         for p in kept:
             estimate = p.confidence
             conf, cal = calibrate(estimate, self._calibration, self.ks.calibration_min_cases)
@@ -325,6 +351,7 @@ class Recall:
         """Store the recommendation's knowledge: its estimate, the cases it was compared with,
         and one case (embedding) per statement it helps."""
         p = m["best"]
+        self.flush()
         self.db.execute(
             "UPDATE arch.recommendation SET confidence_estimate = $2::text::float8, similar_to = $3::jsonb"
             " WHERE id = $1 AND status = 'proposed'",
