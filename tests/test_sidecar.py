@@ -458,3 +458,36 @@ def test_real_github(gh, sidecar_dsn):  # pragma: no cover - needs the network a
     Sidecar(sidecar_dsn, env={"PGA_GITHUB_TOKEN": os.environ["PGA_TEST_GITHUB_TOKEN"]}).run(once=True)
     [req] = requests_of(db)
     assert req["status"] == "done" and req["result"]["url"].startswith("https://github.com/")
+
+
+def test_sidecar_reconnects_after_losing_the_database(gh, github, sidecar_dsn):
+    """Its backends are terminated (a restart, a failover): it registers again and carries on."""
+    db = gh
+    env = dict(os.environ, PGA_GITHUB_TOKEN=github.token)
+    proc = subprocess.Popen([sys.executable, "-m", "pg_architect.cli", "sidecar", "--dsn", sidecar_dsn,
+                             "--name", "reconnect-test"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not db.value("SELECT bool_or(alive) FROM arch.sidecars WHERE name = 'reconnect-test'"):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate(timeout=5)
+            time.sleep(0.1)
+        db.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'pga_sidecar'")
+        deadline = time.monotonic() + 30
+        while db.value("SELECT count(*) FROM arch.sidecar WHERE name = 'reconnect-test'") < 2:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate(timeout=5)
+            time.sleep(0.2)
+        # and it still works: an approval becomes a pull request
+        rec = approved(db)[0]
+        deadline = time.monotonic() + 30
+        while not github.pulls():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate(timeout=5)
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
+    assert "reconnecting in" in out
+    assert [p["head"] for p in github.pulls()] == [f"arch/rec-{rec['id']}"]

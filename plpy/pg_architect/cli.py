@@ -165,12 +165,36 @@ def cmd_sidecar(args) -> int:
     """The sidecar: open pull requests, explain / ask / train with Vanna (see sidecar.py)."""
     from .sidecar import Sidecar, SidecarError
 
+    import logging
+
+    import psycopg
+
     _log_to_stderr(args.verbose)
-    try:
-        return Sidecar(args.dsn, name=args.name).run(once=args.once)
-    except SidecarError as exc:
-        print(f"pg-architect sidecar: ERROR: {exc}", file=sys.stderr)
-        return 2
+    log = logging.getLogger("pg_architect.sidecar")
+    delay, started = 1.0, False
+    while True:
+        sc = Sidecar(args.dsn, name=args.name)
+        try:
+            code = sc.run(once=args.once)
+            return code
+        except SidecarError as exc:
+            # Refused at start (wrong version, not installed, cannot connect): a configuration
+            # problem the first time; after a lost connection, the database may still be coming back.
+            if not started or args.once or "cannot connect" not in str(exc):
+                print(f"pg-architect sidecar: ERROR: {exc}", file=sys.stderr)
+                return 2
+            reason = str(exc)
+        except psycopg.OperationalError as exc:
+            if args.once or sc.stopping.is_set():
+                print(f"pg-architect sidecar: ERROR: lost the database connection: {exc}", file=sys.stderr)
+                return 1
+            reason = f"lost the database connection: {str(exc).strip().splitlines()[0]}"
+        started = started or sc.id is not None
+        # Nothing to save: all state is in the database. Reconnect with backoff (SIGTERM still stops).
+        log.warning("%s; reconnecting in %.0f s", reason, delay)
+        if sc.stopping.wait(delay):
+            return 0
+        delay = min(delay * 2, 60.0)
 
 
 def cmd_train(args) -> int:
