@@ -17,19 +17,20 @@ def test_reinstall_is_a_noop(dsn):
     assert pg_dump_schema(dsn) == before
 
 
-def test_upgrade_from_older_version_matches_fresh_install(pg_server):
-    """A database that stopped at the first migration upgrades to the same catalog as a fresh one."""
+@pytest.mark.parametrize("stopped_after", [p.name[:4] for p in inst.migration_files()[:-1]])
+def test_upgrade_from_older_version_matches_fresh_install(pg_server, stopped_after):
+    """A database that stopped at an earlier migration upgrades to the same catalog as a fresh one."""
     old = create_database(pg_server, "pga_upgrade_old")
     fresh = create_database(pg_server, "pga_upgrade_fresh")
     try:
-        first = inst.migration_files()[0].name
+        files = [p.name for p in inst.migration_files()]
+        done = [f for f in files if f[:4] <= stopped_after]
         with psycopg.connect(old) as conn:
-            rep = inst.install(conn, upto=first[:4])
-        assert rep.applied == [first]
+            rep = inst.install(conn, upto=stopped_after)
+        assert rep.applied == done
         with psycopg.connect(old) as conn:
-            assert conn.execute("SELECT to_regclass('arch.recommendation')").fetchone()[0] is None
             rep = inst.install(conn)
-        assert first not in rep.applied and len(rep.applied) == len(inst.migration_files()) - 1
+        assert rep.applied == files[len(done):]
         with psycopg.connect(fresh) as conn:
             inst.install(conn)
         assert pg_dump_schema(old) == pg_dump_schema(fresh)
