@@ -76,3 +76,6 @@ GRANT INSERT ON arch.recommendation_transition TO arch_sidecar;
 GRANT SELECT, INSERT, UPDATE ON arch.sidecar, arch.pull_request, arch.statement_explanation TO arch_sidecar;
 GRANT SELECT, INSERT, UPDATE, DELETE ON arch.vanna_training TO arch_sidecar;
 GRANT EXECUTE ON FUNCTION arch._transition_role(text, text), arch._sidecar_lock_key() TO arch_sidecar;
+
+-- arch.sidecars calls it (views run functions with the reader's privileges): a constant, harmless.
+GRANT EXECUTE ON FUNCTION arch._sidecar_lock_key() TO arch_reader;

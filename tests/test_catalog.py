@@ -109,3 +109,16 @@ def test_existing_dangerous_role_is_refused(dsn):
                 inst.install(su)
         finally:
             su.execute("ALTER ROLE arch_reader NOCREATEROLE")
+
+
+def test_every_view_a_reader_may_read_works_for_a_reader(db):
+    """Grafana connects as a member of arch_reader: each view granted to it must run for it."""
+    views = [r[0] for r in db.sql("""
+        SELECT format('arch.%I', c.relname) FROM pg_class c
+        WHERE c.relnamespace = 'arch'::regnamespace AND c.relkind = 'v'
+          AND has_table_privilege('arch_reader', c.oid, 'SELECT') ORDER BY 1""")]
+    assert "arch.pending_recommendations" in views and "arch.sidecars" in views
+    for view in views:
+        with db.conn.transaction(force_rollback=True):
+            db.sql("SET LOCAL ROLE arch_reader")
+            db.sql(f"SELECT * FROM {view} LIMIT 1")
