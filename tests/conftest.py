@@ -181,3 +181,20 @@ def pg_dump_schema(url: str) -> str:
                          check=True, capture_output=True, text=True).stdout
     return "\n".join(line for line in out.splitlines()
                      if not line.startswith(("--", "\\restrict", "\\unrestrict")))
+
+
+class _Rollback(Exception):
+    pass
+
+
+def can_run(dsn: str, role: str, sql: str) -> bool:
+    """True if ``sql`` runs for login role ``role`` (then rolled back), False if refused for privileges."""
+    with psycopg.connect(f"{dsn} user={role}", autocommit=True) as conn:
+        try:
+            with conn.transaction():
+                conn.execute(sql)
+                raise _Rollback
+        except _Rollback:
+            return True
+        except psycopg.errors.InsufficientPrivilege:
+            return False

@@ -3,6 +3,8 @@
 import psycopg
 import pytest
 
+from conftest import can_run
+
 # Functions allowed without a pinned search_path, and why.
 UNPINNED = {
     "analyze_query": "must resolve the caller's unqualified table names with the caller's search_path",
@@ -52,21 +54,6 @@ def roles(dsn):
             su.execute(f"DROP ROLE {r}")
 
 
-def _can(dsn, role, sql):
-    with psycopg.connect(f"{dsn} user={role}", autocommit=True) as conn:
-        try:
-            with conn.transaction():
-                conn.execute(sql)
-                raise _Rollback
-        except _Rollback:
-            return True
-        except psycopg.errors.InsufficientPrivilege:
-            return False
-
-
-class _Rollback(Exception):
-    pass
-
 
 def test_privilege_matrix(db, dsn, roles):
     checks = {
@@ -85,7 +72,7 @@ def test_privilege_matrix(db, dsn, roles):
         "pga_dba": {"update settings": True, "change python path": False, "run audit": True,
                     "read pending": True, "read settings": True, "schedule": True},
     }
-    got = {role: {name: _can(dsn, role, sql) for name, sql in checks.items()} for role in expected}
+    got = {role: {name: can_run(dsn, role, sql) for name, sql in checks.items()} for role in expected}
     assert got == expected
 
 

@@ -401,17 +401,29 @@ def test_notify_wakes_a_waiting_sidecar(gh, github, sidecar_dsn):
     assert {p["head"] for p in github.pulls()} == {f"arch/rec-{first['id']}", f"arch/rec-{second['id']}"}
 
 
-def test_sigterm_stops_the_sidecar_cleanly(gh, github, sidecar_dsn):
-    db = gh
+def start_sidecar_process(db: Session, github: FakeGitHub, sidecar_dsn: str, name: str) -> subprocess.Popen:
+    """`pg-architect sidecar` as its own process, returned once arch.sidecars shows it alive."""
     env = dict(os.environ, PGA_GITHUB_TOKEN=github.token)
     proc = subprocess.Popen([sys.executable, "-m", "pg_architect.cli", "sidecar", "--dsn", sidecar_dsn,
-                             "--name", "sigterm-test"], env=env, stdout=subprocess.PIPE,
+                             "--name", name], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
+    wait_for(proc, lambda: db.value("SELECT bool_or(alive) FROM arch.sidecars WHERE name = %s", (name,)))
+    return proc
+
+
+def wait_for(proc: subprocess.Popen, condition, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(proc.communicate(timeout=5)[0])
+        time.sleep(0.1)
+
+
+def test_sigterm_stops_the_sidecar_cleanly(gh, github, sidecar_dsn):
+    db = gh
+    proc = start_sidecar_process(db, github, sidecar_dsn, "sigterm-test")
     try:
-        deadline = time.monotonic() + 30
-        while not db.value("SELECT bool_or(alive) FROM arch.sidecars WHERE name = 'sigterm-test'"):
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate(timeout=5)
-            time.sleep(0.1)
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=10)
     finally:
@@ -463,26 +475,12 @@ def test_real_github(gh, sidecar_dsn):  # pragma: no cover - needs the network a
 def test_sidecar_reconnects_after_losing_the_database(gh, github, sidecar_dsn):
     """Its backends are terminated (a restart, a failover): it registers again and carries on."""
     db = gh
-    env = dict(os.environ, PGA_GITHUB_TOKEN=github.token)
-    proc = subprocess.Popen([sys.executable, "-m", "pg_architect.cli", "sidecar", "--dsn", sidecar_dsn,
-                             "--name", "reconnect-test"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = start_sidecar_process(db, github, sidecar_dsn, "reconnect-test")
     try:
-        deadline = time.monotonic() + 30
-        while not db.value("SELECT bool_or(alive) FROM arch.sidecars WHERE name = 'reconnect-test'"):
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate(timeout=5)
-            time.sleep(0.1)
         db.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'pga_sidecar'")
-        deadline = time.monotonic() + 30
-        while db.value("SELECT count(*) FROM arch.sidecar WHERE name = 'reconnect-test'") < 2:
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate(timeout=5)
-            time.sleep(0.2)
-        # and it still works: an approval becomes a pull request
-        rec = approved(db)[0]
-        deadline = time.monotonic() + 30
-        while not github.pulls():
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate(timeout=5)
-            time.sleep(0.2)
+        wait_for(proc, lambda: db.value("SELECT count(*) FROM arch.sidecar WHERE name = 'reconnect-test'") >= 2)
+        rec = approved(db)[0]  # and it still works: an approval becomes a pull request
+        wait_for(proc, github.pulls)
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=15)
     finally:

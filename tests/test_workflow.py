@@ -4,7 +4,7 @@ the work queue (NOTIFY), superseded recommendations, and who may do what."""
 import psycopg
 import pytest
 
-from conftest import Session, recommendations
+from conftest import can_run, Session, recommendations
 
 ORDERS_OF_USER = "SELECT id, total FROM orders WHERE user_id = %s"
 EVENTS_OF_USER = ("SELECT id, event_type, created_at FROM behavior_log "
@@ -201,21 +201,6 @@ def roles(dsn):
             su.execute(f"DROP ROLE {role}")
 
 
-class _Rollback(Exception):
-    pass
-
-
-def _can(dsn, role, sql) -> bool:
-    """True if the statement runs for ``role`` (then rolled back), False if refused for privileges."""
-    with psycopg.connect(f"{dsn} user={role}", autocommit=True) as conn:
-        try:
-            with conn.transaction():
-                conn.execute(sql)
-                raise _Rollback
-        except _Rollback:
-            return True
-        except psycopg.errors.InsufficientPrivilege:
-            return False
 
 
 def test_privilege_matrix_of_the_workflow(low_thresholds, dsn, roles):
@@ -249,7 +234,7 @@ def test_privilege_matrix_of_the_workflow(low_thresholds, dsn, roles):
         "pga_approver": [T,      T,   T,    F,    T,    T,    T,    F,    F,    F,    T,    F,    F,    F,    F],
         "pga_side":     [T,      T,   T,    F,    F,    F,    F,    F,    T,    T,    F,    F,    T,    F,    F],
     }
-    got = {role: [_can(dsn, role, sql) for sql in checks.values()] for role in expected}
+    got = {role: [can_run(dsn, role, sql) for sql in checks.values()] for role in expected}
     assert got == expected, {r: dict(zip(checks, v)) for r, v in got.items()}
 
 
