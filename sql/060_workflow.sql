@@ -220,6 +220,11 @@ DECLARE
     rec record;
     req bigint;
 BEGIN
+    IF approve.id IS NULL THEN
+        RAISE EXCEPTION 'arch.approve: the recommendation id must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'SELECT id, table_name, ddl, confidence FROM arch.pending_recommendations;';
+    END IF;
     SELECT r.id, r.status, r.decided_by, r.decided_at, r.decision_note INTO rec
     FROM arch.recommendation r WHERE r.id = approve.id FOR UPDATE;
     IF NOT FOUND THEN
@@ -254,6 +259,11 @@ AS $$
 DECLARE
     rec record;
 BEGIN
+    IF reject.id IS NULL THEN
+        RAISE EXCEPTION 'arch.reject: the recommendation id must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'SELECT id, table_name, ddl, confidence FROM arch.pending_recommendations;';
+    END IF;
     IF reason IS NULL OR btrim(reason) = '' THEN
         RAISE EXCEPTION 'arch.reject: a reason is required'
             USING ERRCODE = 'invalid_parameter_value',

@@ -247,3 +247,14 @@ def test_sidecar_role_moves_recommendations_only_through_its_own_transitions(low
         db.sql("SELECT arch.approve(%s)", (rec,))
         side.execute("UPDATE arch.recommendation SET status = 'pr_open' WHERE id = %s", (rec,))
     assert history(db, rec)[-1][:3] == ("approved", "pr_open", "pga_side")
+
+
+def test_wrong_arguments_to_approve_and_reject(db):
+    for call in ("SELECT arch.approve(NULL)", "SELECT arch.reject(NULL, 'no')"):
+        with pytest.raises(psycopg.errors.NullValueNotAllowed) as err:
+            db.sql(call)
+        assert "recommendation id must not be NULL" in str(err.value)
+        assert "pending_recommendations" in err.value.diag.message_hint
+    with pytest.raises(psycopg.errors.NoDataFound) as err:
+        db.sql("SELECT arch.approve(424242)")
+    assert "recommendation 424242 does not exist" in str(err.value)
