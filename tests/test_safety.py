@@ -84,7 +84,7 @@ def test_statement_timeout_is_respected_and_cleans_up(low_thresholds):
 
     run_workload(db.conn, rounds=1)
     db.sql("SELECT * FROM arch.analyze_query('SELECT * FROM users WHERE id = 1')")  # warm: imports done
-    db.sql("SET statement_timeout = '150ms'")
+    db.sql("SET statement_timeout = '40ms'")
     try:
         with pytest.raises(psycopg.errors.QueryCanceled):
             db.sql("SELECT arch.run_audit()")
