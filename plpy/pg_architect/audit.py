@@ -21,6 +21,7 @@ from . import knowledge, outcomes
 from .analyze import SkipStatement
 from .catalog import PgCatalog, _split_search_path, search_path_for
 from .db import QUERY_CANCELED, Db, DbError, UserError
+from .db import load_settings as db_load_settings
 
 AUDIT_LOCK = 7237858263748198400
 # Calls of our own functions show up in pg_stat_statements too: never audit them.
@@ -50,12 +51,7 @@ class Settings:
 
 
 def load_settings(db: Db) -> Settings:
-    row = db.one("SELECT min_mean_time_ms, min_calls, confidence_threshold, min_gain_pct, max_statements,"
-                 " statement_budget_ms, max_candidates, max_index_columns, max_statement_length,"
-                 " snapshot_retention::text AS snapshot_retention FROM arch.settings WHERE id")
-    if row is None:
-        raise UserError("arch.settings has no row", hint="Re-run pg-architect install.")
-    return Settings(**row)
+    return db_load_settings(db, Settings)
 
 
 @dataclass

@@ -42,6 +42,19 @@ class UserError(Exception):
         self.sqlstate = sqlstate
 
 
+def load_settings(db: "Db", cls):
+    """The arch.settings row as ``cls``, a dataclass naming the settings a pipeline step uses
+    (fields typed ``str`` are read as text, so an interval arrives as '90 days')."""
+    import dataclasses
+
+    cols = ", ".join(f"{f.name}::text AS {f.name}" if f.type in (str, "str") else f.name
+                     for f in dataclasses.fields(cls))
+    row = db.one(f"SELECT {cols} FROM arch.settings WHERE id")
+    if row is None:
+        raise UserError("arch.settings has no row", hint="Re-run pg-architect install.")
+    return cls(**row)
+
+
 def _pg_type(value: Any) -> str:
     if isinstance(value, bool):
         return "boolean"

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from . import embed
 from .analyze import SkipStatement
 from .db import Db, DbError, UserError
+from .db import load_settings as db_load_settings
 
 #: Confidence bands of arch.calibration: [0, 0.1), [0.1, 0.2) … [0.9, 1].
 BANDS = 10
@@ -60,12 +61,7 @@ class KnowledgeSettings:
 
 
 def load_settings(db: Db) -> KnowledgeSettings:
-    row = db.one("SELECT embedding_model, similarity_threshold, recall_k, reproposal_cost_factor,"
-                 " outcome_min_gain_pct, outcome_min_calls, outcome_window::text AS outcome_window,"
-                 " calibration_min_cases, max_statement_length FROM arch.settings WHERE id")
-    if row is None:
-        raise UserError("arch.settings has no row", hint="Re-run pg-architect install.")
-    return KnowledgeSettings(**row)
+    return db_load_settings(db, KnowledgeSettings)
 
 
 def vector_schema(db: Db) -> str:
