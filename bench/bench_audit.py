@@ -48,6 +48,11 @@ class BenchError(RuntimeError):
 # helpers shared with bench_tpch.py
 # ---------------------------------------------------------------------------------------
 
+def log(msg: str) -> None:
+    """Progress for the person running the bench (stderr; the numbers go to stdout)."""
+    print(msg, file=sys.stderr, flush=True)
+
+
 def connect(dsn: str):
     try:
         return psycopg.connect(dsn, autocommit=True)
@@ -366,9 +371,6 @@ def main(argv=None) -> int:
     ap.add_argument("--keep", action="store_true", help=f"keep schema {SCHEMA}")
     ap.add_argument("--json", action="store_true", help="also print the results as JSON")
     args = ap.parse_args(argv)
-
-    def log(msg):
-        print(msg, file=sys.stderr, flush=True)
 
     try:
         from tqdm import tqdm

@@ -35,7 +35,7 @@ except ImportError:  # pragma: no cover
     sys.exit("bench_knowledge: needs psycopg 3 (python -m pip install 'psycopg[binary]')")
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_audit import BenchError, connect, print_table, read_proc_status  # noqa: E402
+from bench_audit import BenchError, connect, log, print_table, read_proc_status  # noqa: E402
 
 TABLES = {
     "orders": ["id", "user_id", "status", "created_at", "total"],
@@ -181,9 +181,6 @@ def main(argv=None) -> int:
     ap.add_argument("--queries", type=int, default=200, help="lookups per size (default 200)")
     ap.add_argument("--json", action="store_true", help="also print the results as JSON")
     args = ap.parse_args(argv)
-
-    def log(msg):
-        print(msg, file=sys.stderr, flush=True)
 
     try:
         with connect(args.dsn) as conn:

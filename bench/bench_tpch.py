@@ -35,12 +35,13 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from bench_audit import (  # noqa: E402  (shared helpers of the benches)
+from bench_audit import (  # noqa: E402  shared helpers of the benches
     BENCH_SETTINGS,
     AuditSettings,
     BenchError,
     check_arch,
     connect,
+    log,
     pgss_max,
     print_table,
     reset_pgss,
@@ -269,9 +270,6 @@ def main(argv=None) -> int:
     ap.add_argument("--audit-timeout-ms", type=int, default=0)
     ap.add_argument("--json", action="store_true", help="also print the results as JSON")
     args = ap.parse_args(argv)
-
-    def log(msg):
-        print(msg, file=sys.stderr, flush=True)
 
     try:
         with connect(args.dsn) as conn:

@@ -1,6 +1,7 @@
 """The sidecar opens pull requests for approved recommendations, against a local HTTP server
 that speaks GitHub's REST API (tests/fake_github.py): formats, idempotency, faults, races."""
 
+import contextlib
 import os
 import re
 import signal
@@ -401,14 +402,27 @@ def test_notify_wakes_a_waiting_sidecar(gh, github, sidecar_dsn):
     assert {p["head"] for p in github.pulls()} == {f"arch/rec-{first['id']}", f"arch/rec-{second['id']}"}
 
 
-def start_sidecar_process(db: Session, github: FakeGitHub, sidecar_dsn: str, name: str) -> subprocess.Popen:
-    """`pg-architect sidecar` as its own process, returned once arch.sidecars shows it alive."""
+@contextlib.contextmanager
+def sidecar_process(db: Session, github: FakeGitHub, sidecar_dsn: str, name: str):
+    """`pg-architect sidecar` as its own process, yielded once arch.sidecars shows it alive;
+    killed on the way out if it is still running."""
     env = dict(os.environ, PGA_GITHUB_TOKEN=github.token)
     proc = subprocess.Popen([sys.executable, "-m", "pg_architect.cli", "sidecar", "--dsn", sidecar_dsn,
                              "--name", name], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
-    wait_for(proc, lambda: db.value("SELECT bool_or(alive) FROM arch.sidecars WHERE name = %s", (name,)))
-    return proc
+    try:
+        wait_for(proc, lambda: db.value("SELECT bool_or(alive) FROM arch.sidecars WHERE name = %s", (name,)))
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=5)
+
+
+def sigterm(proc: subprocess.Popen) -> str:
+    """Stop it as a service manager would; its output."""
+    proc.send_signal(signal.SIGTERM)
+    return proc.communicate(timeout=15)[0]
 
 
 def wait_for(proc: subprocess.Popen, condition, seconds: float = 30) -> None:
@@ -422,13 +436,8 @@ def wait_for(proc: subprocess.Popen, condition, seconds: float = 30) -> None:
 
 def test_sigterm_stops_the_sidecar_cleanly(gh, github, sidecar_dsn):
     db = gh
-    proc = start_sidecar_process(db, github, sidecar_dsn, "sigterm-test")
-    try:
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    with sidecar_process(db, github, sidecar_dsn, "sigterm-test") as proc:
+        out = sigterm(proc)
     assert proc.returncode == 0, out
     assert "stopped" in out
     row = db.dicts("SELECT alive, stopped_at IS NOT NULL AS stopped FROM arch.sidecars WHERE name = 'sigterm-test'")
@@ -475,17 +484,12 @@ def test_real_github(gh, sidecar_dsn):  # pragma: no cover - needs the network a
 def test_sidecar_reconnects_after_losing_the_database(gh, github, sidecar_dsn):
     """Its backends are terminated (a restart, a failover): it registers again and carries on."""
     db = gh
-    proc = start_sidecar_process(db, github, sidecar_dsn, "reconnect-test")
-    try:
+    with sidecar_process(db, github, sidecar_dsn, "reconnect-test") as proc:
         db.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'pga_sidecar'")
         wait_for(proc, lambda: db.value("SELECT count(*) FROM arch.sidecar WHERE name = 'reconnect-test'") >= 2)
         rec = approved(db)[0]  # and it still works: an approval becomes a pull request
         wait_for(proc, github.pulls)
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+        out = sigterm(proc)
     assert proc.returncode == 0, out
     assert "reconnecting in" in out
     assert [p["head"] for p in github.pulls()] == [f"arch/rec-{rec['id']}"]
