@@ -493,3 +493,15 @@ def test_sidecar_reconnects_after_losing_the_database(gh, github, sidecar_dsn):
     assert proc.returncode == 0, out
     assert "reconnecting in" in out
     assert [p["head"] for p in github.pulls()] == [f"arch/rec-{rec['id']}"]
+
+
+def test_lost_connection_is_not_a_statement_error(db, dsn):
+    """Through the CLI host a lost connection surfaces as psycopg.OperationalError (the sidecar
+    reconnects), never as a DbError that would be recorded against a request."""
+    from pg_architect.db import PsycopgDb
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        host = PsycopgDb(conn)
+        db.sql("SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
+        with pytest.raises(psycopg.OperationalError):
+            host.query("SELECT 1")

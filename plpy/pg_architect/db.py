@@ -199,6 +199,8 @@ class PsycopgDb(Db):
                 names = [d.name for d in cur.description]
                 return [_norm(dict(zip(names, r))) for r in cur.fetchall()]
         except psycopg.Error as exc:
+            if self.conn.broken:  # the connection is gone, not the statement: the caller reconnects
+                raise
             diag = exc.diag
             raise DbError(str(exc).strip(), exc.sqlstate, diag.message_detail if diag else None) from None
 
@@ -213,6 +215,8 @@ class PsycopgDb(Db):
                 names = [d.name for d in cur.description]
                 return [_norm(dict(zip(names, r))) for r in cur.fetchall()]
         except psycopg.Error as exc:
+            if self.conn.broken:  # the connection is gone, not the statement: the caller reconnects
+                raise
             raise DbError(str(exc).strip(), exc.sqlstate, exc.diag.message_detail) from None
 
     @contextlib.contextmanager
