@@ -7,6 +7,9 @@ or psycopg from the CLI).  Safety rules enforced here:
 * each statement is analysed inside its own subtransaction: a bad statement records a skip
   reason and the audit carries on; ``statement_timeout`` (query canceled) is never swallowed;
 * user statements are only PREPAREd and EXPLAINed (no ANALYZE): nothing of theirs runs;
+* what the planner does run (functions it folds) runs with the rights of the role that ran the
+  statement, through a SECURITY DEFINER wrapper owned by that role (security.py), never the
+  auditor's; a statement that cannot be planned that way is skipped;
 * hypothetical indexes are reset when the audit ends, error or not.
 """
 
@@ -17,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 
 from . import analyze, prove, recommend, workflow, workload
-from . import knowledge, outcomes
+from . import knowledge, outcomes, security
 from .analyze import SkipStatement
 from .catalog import PgCatalog, _split_search_path, search_path_for
 from .db import QUERY_CANCELED, Db, DbError, UserError
@@ -99,9 +102,17 @@ def _fmt_bytes(n: int | None) -> str:
 
 def analyze_one(db: Db, prover: prove.Prover, text: str, settings: Settings, *,
                 userid: int | None = None, share: float | None = None, calls: int | None = None,
-                total_ms: float | None = None, search_path: list[str] | None = None) -> StatementResult:
-    """Analyse one statement: parse, generate candidates, cost each with hypopg, keep the best."""
+                total_ms: float | None = None, search_path: list[str] | None = None,
+                plan_as: security.PlanAs | None = None) -> StatementResult:
+    """Analyse one statement: parse, generate candidates, cost each with hypopg, keep the best.
+
+    With ``plan_as``, every planner call runs as role ``userid`` (the caller when None)."""
     t0 = time.monotonic()
+    if plan_as is not None:
+        if userid is not None and security.references_temp_schema(text):
+            raise SkipStatement("temp_object", "it uses an object of a temporary schema (pg_temp) of the "
+                                "session that ran it, which cannot be resolved from the audit's session")
+        prover.run_as = plan_as.wrapper_for(userid)
     path = search_path if search_path is not None else search_path_for(db, userid)
     saved_path = db.scalar("SELECT current_setting('search_path')")
     db.execute("SELECT set_config('search_path', $1, true)",
@@ -227,13 +238,16 @@ def run_audit(db: Db) -> dict:
     run_id = db.scalar("INSERT INTO arch.audit_run (host) VALUES ($1) RETURNING id", [db.host])
     db.execute("SELECT set_config('plan_cache_mode', 'force_generic_plan', true)")
     prover = prove.Prover(db)
+    plan_as = security.PlanAs(db)
     try:
-        return _run(db, settings, prover, run_id, t_start)
+        return _run(db, settings, prover, run_id, t_start, plan_as)
     finally:
         prover.close()
+        plan_as.close()
 
 
-def _run(db: Db, settings: Settings, prover: prove.Prover, run_id: int, t_start: float) -> dict:
+def _run(db: Db, settings: Settings, prover: prove.Prover, run_id: int, t_start: float,
+         plan_as: security.PlanAs) -> dict:
     timings: dict[str, float] = {}
     t = time.monotonic()
     snap = workload.take_snapshot(db)
@@ -267,7 +281,7 @@ def _run(db: Db, settings: Settings, prover: prove.Prover, run_id: int, t_start:
         try:
             with db.subtransaction():
                 res = analyze_one(db, prover, st.query, settings, userid=st.userid, share=st.share,
-                                  calls=st.calls, total_ms=st.total_time_ms)
+                                  calls=st.calls, total_ms=st.total_time_ms, plan_as=plan_as)
         except SkipStatement as s:
             cause = s.__cause__
             if isinstance(cause, DbError) and cause.sqlstate == QUERY_CANCELED:
@@ -278,6 +292,7 @@ def _run(db: Db, settings: Settings, prover: prove.Prover, run_id: int, t_start:
                 raise
             outcome, code, reason = "skipped", "error", f"unexpected error: {str(exc).splitlines()[0]}"
         finally:
+            prover.run_as = None
             prover.reset()
         if outcome == "skipped" and code in _SILENT:
             continue
@@ -393,13 +408,14 @@ def analyze_query(db: Db, text: str | None, search_path: str | None = None) -> l
     settings = load_settings(db)
     db.execute("SELECT set_config('plan_cache_mode', 'force_generic_plan', true)")
     prover = prove.Prover(db)
+    plan_as = security.PlanAs(db)  # the caller's own rights, and no way to change role while planning
     try:
         path = _split_search_path(search_path or db.scalar("SELECT reset_val FROM pg_settings"
                                                            " WHERE name = 'search_path'") or "public",
                                   db.scalar("SELECT current_user::text"))
         try:
             with db.subtransaction():
-                res = analyze_one(db, prover, text, settings, search_path=path)
+                res = analyze_one(db, prover, text, settings, search_path=path, plan_as=plan_as)
         except SkipStatement as s:
             cause = s.__cause__
             if isinstance(cause, DbError) and cause.sqlstate == QUERY_CANCELED:
@@ -410,6 +426,7 @@ def analyze_query(db: Db, text: str | None, search_path: str | None = None) -> l
                             sqlstate="22023") from None
     finally:
         prover.close()
+        plan_as.close()
     if not res.proven:
         db.notice(f"pg_architect: no candidate index lowers the estimated cost ({res.cost_before:,.1f}) by "
                   f"{settings.min_gain_pct:g} % or more ({res.candidates_tested} candidates costed)")

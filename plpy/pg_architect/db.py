@@ -103,6 +103,10 @@ class Db:
         several statements is refused by PostgreSQL itself, whatever our parser thought."""
         raise NotImplementedError
 
+    def check_one_statement(self, sql: str) -> None:
+        """Raise DbError if the server's parser finds more than one statement in ``sql``
+        (nothing is run).  Hosts that cannot parse without running do nothing."""
+
     def subtransaction(self):
         raise NotImplementedError
 
@@ -149,6 +153,14 @@ class PlpyDb(Db):
             raise DbError(str(exc).strip(), getattr(exc, "sqlstate", None),
                           getattr(exc, "detail", None)) from None
         return [_norm(dict(r)) for r in res]
+
+    def check_one_statement(self, sql):
+        plpy = self.plpy
+        try:
+            plpy.prepare(sql)  # a utility statement is only parsed here, not analysed or run
+        except plpy.SPIError as exc:
+            raise DbError(str(exc).strip(), getattr(exc, "sqlstate", None),
+                          getattr(exc, "detail", None)) from None
 
     @contextlib.contextmanager
     def subtransaction(self):
@@ -218,6 +230,26 @@ class PsycopgDb(Db):
             if self.conn.broken:  # the connection is gone, not the statement: the caller reconnects
                 raise
             raise DbError(str(exc).strip(), exc.sqlstate, exc.diag.message_detail) from None
+
+    def check_one_statement(self, sql):
+        import psycopg
+        from psycopg import pq
+
+        class _Refused(Exception):
+            pass
+
+        try:
+            with self.conn.transaction():
+                res = self.conn.pgconn.prepare(b"", sql.encode())  # Parse only: nothing runs
+                if res.status != pq.ExecStatus.COMMAND_OK:
+                    raise _Refused(res.error_message.decode(errors="replace"),
+                                   (res.error_field(pq.DiagnosticField.SQLSTATE) or b"").decode() or None)
+        except _Refused as exc:
+            raise DbError(str(exc.args[0]).strip(), exc.args[1]) from None
+        except psycopg.Error as exc:
+            if self.conn.broken:
+                raise
+            raise DbError(str(exc).strip(), exc.sqlstate) from None
 
     @contextlib.contextmanager
     def subtransaction(self) -> Iterator[None]:

@@ -162,7 +162,28 @@ class Prover:
         self.h = _quote_schema(schema)
         self.text: str | None = None
         self.types: list[str] = []
+        # pg_temp SECURITY DEFINER wrapper of security.PlanAs: every planner call (PREPARE,
+        # EXPLAIN, hypopg_create_index) runs through it, as the statement's role.
+        self.run_as: str | None = None
         self.reset()
+
+    def _planner(self, sql: str, rows: bool = True, literal: str | None = None) -> list[dict]:
+        """Run ``sql`` (which may contain one ``%L``, filled with ``literal``) as the planning role."""
+        if self.run_as is None:
+            if literal is not None:
+                return self.db.query(sql.replace("%L", "$1"), [literal])
+            res = self.db.execute_single(sql)
+            return res if rows else []
+        if not rows:
+            # The wrapper's EXECUTE would run several statements: let the server's own parser
+            # refuse them first (besides several_statements()).
+            self.db.check_one_statement(sql)
+        if literal is not None:
+            out = self.db.query(f"SELECT w FROM {self.run_as}(pg_catalog.format($1, $2), $3) w",
+                                [sql, literal, rows])
+        else:
+            out = self.db.query(f"SELECT w FROM {self.run_as}($1, $2) w", [sql, rows])
+        return [json.loads(r["w"]) for r in out]
 
     # -- hypothetical indexes -------------------------------------------------------------
     def reset(self) -> None:
@@ -177,8 +198,8 @@ class Prover:
 
     def create_hypothetical(self, sql: str) -> tuple[int, str]:
         with self.db.subtransaction():
-            row = self.db.one(f"SELECT indexrelid::bigint AS oid, indexname::text AS name"
-                              f" FROM {self.h}.hypopg_create_index($1)", [sql])
+            row = self._planner(f"SELECT indexrelid::bigint AS oid, indexname::text AS name"
+                                f" FROM {self.h}.hypopg_create_index(%L)", literal=sql)[0]
         return int(row["oid"]), row["name"]
 
     def hypothetical_size(self, oid: int) -> int | None:
@@ -202,7 +223,7 @@ class Prover:
         self.deallocate()
         types = f"({', '.join(self.types)})" if self.types else ""
         with self.db.subtransaction():
-            self.db.execute_single(f"PREPARE {STMT}{types} AS {self.text}")
+            self._planner(f"PREPARE {STMT}{types} AS {self.text}", rows=False)
 
     def load(self, text: str, param_count: int) -> Plan:
         """PREPARE the statement (inferring parameter types) and return its generic plan."""
@@ -264,7 +285,7 @@ class Prover:
         args = f"({', '.join(['NULL'] * nparams)})" if nparams else ""
         try:
             with self.db.subtransaction():
-                row = self.db.execute_single(f"EXPLAIN (FORMAT JSON) EXECUTE {STMT}{args}")[0]
+                row = self._planner(f"EXPLAIN (FORMAT JSON) EXECUTE {STMT}{args}")[0]
         except DbError as exc:
             if exc.sqlstate == QUERY_CANCELED:
                 raise
