@@ -53,22 +53,32 @@ def test_table_dropped_since(low_thresholds):
 
 
 def test_table_the_audit_role_cannot_read(low_thresholds, dsn):
+    """A non-superuser auditor plans each statement as the role that ran it (issue 7): a role
+    that lost its privilege since is a `permission` skip, a superuser's statement is never
+    planned with lesser or other rights (`untrusted_code`), the rest is analysed."""
     db = low_thresholds
     db.sql("CREATE TABLE pga_secret AS SELECT g AS id, g % 100 AS k FROM generate_series(1, 20000) g")
     db.sql("CREATE ROLE pga_auditor LOGIN IN ROLE arch_admin, pg_read_all_stats")
-    db.sql("GRANT SELECT ON orders TO pga_auditor")
+    db.sql("CREATE ROLE pga_tenant LOGIN")
+    db.sql("GRANT pga_tenant TO pga_auditor")
+    db.sql("GRANT SELECT ON orders, pga_secret TO pga_tenant")
     try:
-        db.run("SELECT * FROM pga_secret WHERE k = %s", [(5,)])
-        db.run(GOOD, [(1,)])
+        with psycopg.connect(dsn + " user=pga_tenant", autocommit=True) as tenant:
+            tenant.execute("SELECT * FROM pga_secret WHERE k = 5").fetchall()
+            tenant.execute(GOOD, (1,)).fetchall()
+        db.run("SELECT k FROM pga_secret WHERE id = %s", [(5,)])
+        db.sql("REVOKE SELECT ON pga_secret FROM pga_tenant")
         with psycopg.connect(dsn + " user=pga_auditor", autocommit=True) as auditor:
             auditor.execute("SELECT arch.run_audit()")
         o = outcome(db, "SELECT * FROM pga_secret%")
         assert o["skip_code"] == "permission" and "pga_secret" in o["skip_reason"]
+        assert outcome(db, "SELECT k FROM pga_secret%")["skip_code"] == "untrusted_code"
         assert outcome(db, "SELECT count(*) FROM orders WHERE user_id%")["recommendations"] == 1
     finally:
         db.sql("DROP TABLE pga_secret")
-        db.sql("REVOKE SELECT ON orders FROM pga_auditor")
+        db.sql("REVOKE SELECT ON orders FROM pga_tenant")
         db.sql("DROP ROLE pga_auditor")
+        db.sql("DROP ROLE pga_tenant")
 
 
 def test_interval_parameter_is_planned(low_thresholds):

@@ -68,8 +68,10 @@ class PlanAs:
         """The wrapper that plans as role ``userid`` (the caller when None), created on first use;
         raises SkipStatement('untrusted_code') when that cannot be done safely."""
         oid = int(self.me["oid"]) if userid is None else int(userid)
-        if oid in self.wrappers:
-            return self.wrappers[oid]
+        fn = f"pg_temp.pga_plan_as_{oid}"
+        # Created inside a statement's subtransaction: gone again if that statement was skipped.
+        if oid in self.wrappers and self._exists(fn):
+            return fn
         role = self.db.one("SELECT rolname::text AS name, rolsuper AS super,"
                            " pg_has_role(current_user, oid, 'MEMBER') AS member"
                            " FROM pg_roles WHERE oid = $1::bigint::oid", [oid])
@@ -83,10 +85,10 @@ class PlanAs:
             raise SkipStatement("untrusted_code", f"the auditor ({self.me['name']}) cannot act as role "
                                 f"{role['name']} (not a member), and never plans it with its own rights; "
                                 f"GRANT {quote_ident(role['name'])} TO {quote_ident(self.me['name'])} to analyse it")
-        fn = f"pg_temp.pga_plan_as_{oid}"
         try:
             with self.db.subtransaction():
-                self.db.execute(f"DROP FUNCTION IF EXISTS {fn}(text, boolean)")
+                if self._exists(fn):
+                    self.db.execute(f"DROP FUNCTION {fn}(text, boolean)")
                 self.db.execute(f"CREATE FUNCTION {fn}(sql text, rows boolean) RETURNS SETOF text"
                                 f" LANGUAGE plpgsql VOLATILE AS $pga$ {_WRAPPER_BODY} $pga$")
                 self.db.execute(f"REVOKE ALL ON FUNCTION {fn}(text, boolean) FROM PUBLIC")
@@ -103,11 +105,16 @@ class PlanAs:
         self.wrappers[oid] = fn
         return fn
 
+    def _exists(self, fn: str) -> bool:
+        return bool(self.db.scalar("SELECT to_regprocedure($1) IS NOT NULL", [fn + "(text, boolean)"]))
+
     def close(self) -> None:
         for fn in self.wrappers.values():
             try:
+                if not self._exists(fn):
+                    continue
                 with self.db.subtransaction():
-                    self.db.execute(f"DROP FUNCTION IF EXISTS {fn}(text, boolean)")
+                    self.db.execute(f"DROP FUNCTION {fn}(text, boolean)")
             except DbError:
                 pass
         self.wrappers.clear()
