@@ -3,7 +3,7 @@
 DROP VIEW IF EXISTS arch.pending_recommendations, arch.recommendations, arch.audit_runs,
                     arch.skipped_statements;
 
-CREATE VIEW arch.recommendations AS
+CREATE VIEW arch.recommendations WITH (security_barrier) AS
 SELECT r.id, r.status, r.kind, r.index_kind,
        format('%I.%I', r.schema_name, r.table_name) AS table_name,
        r.ddl,
@@ -14,9 +14,10 @@ SELECT r.id, r.status, r.kind, r.index_kind,
        round(r.cost_after::numeric, 1) AS cost_after,
        pg_size_pretty(r.est_size_bytes) AS est_size,
        r.calls, round(r.time_share::numeric * 100, 1) AS time_share_pct,
-       r.queryid, r.query, r.rationale, r.plan_changes, r.rollback_ddl,
+       r.queryid, arch.visible_text(r.userid, r.query) AS query, r.rationale, r.plan_changes, r.rollback_ddl,
        r.times_seen, r.created_at, r.updated_at, r.last_audit_run_id,
-       r.decided_by, r.decided_at, r.decision_note, x.business_purpose, p.url AS pull_request_url
+       r.decided_by, r.decided_at, r.decision_note,
+       arch.visible_text(r.userid, x.business_purpose) AS business_purpose, p.url AS pull_request_url
 FROM arch.recommendation r
 LEFT JOIN arch.pull_request p ON p.recommendation_id = r.id
 LEFT JOIN LATERAL (SELECT e.explanation AS business_purpose FROM arch.statement_explanation e
@@ -24,13 +25,14 @@ LEFT JOIN LATERAL (SELECT e.explanation AS business_purpose FROM arch.statement_
 COMMENT ON VIEW arch.recommendations IS
 'Every recommendation pg_architect has made, with its proof (costs before/after, estimated gain, confidence).';
 
-CREATE VIEW arch.pending_recommendations AS
+CREATE VIEW arch.pending_recommendations WITH (security_barrier) AS
 SELECT r.id, format('%I.%I', r.schema_name, r.table_name) AS table_name, r.index_kind, r.ddl,
        round(r.est_gain_pct::numeric, 2) AS est_gain_pct,
        round(r.confidence::numeric, 2) AS confidence,
        round(r.benefit_ms::numeric, 1) AS benefit_ms,
        pg_size_pretty(r.est_size_bytes) AS est_size,
-       r.calls, r.queryid, r.rationale, r.updated_at, x.business_purpose
+       r.calls, r.queryid, r.rationale, r.updated_at,
+       arch.visible_text(r.userid, x.business_purpose) AS business_purpose
 FROM arch.recommendation r
 CROSS JOIN arch.settings s
 LEFT JOIN LATERAL (SELECT e.explanation AS business_purpose FROM arch.statement_explanation e
@@ -52,13 +54,13 @@ ORDER BY a.id DESC;
 COMMENT ON VIEW arch.audit_runs IS
 'One row per audit: its workload window, how many statements it selected, analysed and skipped, and what it recommended.';
 
-CREATE VIEW arch.skipped_statements AS
-SELECT s.audit_run_id, s.queryid, s.skip_code AS code, s.skip_reason AS reason,
+CREATE VIEW arch.skipped_statements WITH (security_barrier) AS
+SELECT s.audit_run_id, s.queryid, s.skip_code AS code, arch.visible_text(s.userid, s.skip_reason) AS reason,
        s.calls, round(s.mean_time_ms::numeric, 1) AS mean_time_ms,
-       left(st.query, 200) AS query
+       left(arch.visible_text(s.userid, st.query), 200) AS query
 FROM arch.audit_statement s
 LEFT JOIN arch.statement st USING (dbid, userid, queryid)
 WHERE s.outcome = 'skipped'
 ORDER BY s.audit_run_id DESC, s.total_time_ms DESC;
 COMMENT ON VIEW arch.skipped_statements IS
-'Statements an audit selected but could not analyse, with the reason (utility statement, dropped table, permission, parse error ...).';
+'Statements an audit selected but could not analyse, with the reason (utility statement, dropped table, permission, parse error ...). Text and reason read <insufficient privilege> where pg_stat_statements would hide the statement from the current role (arch.statement_visible); utility statements'' texts are never stored.';

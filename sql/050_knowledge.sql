@@ -134,9 +134,10 @@ COMMENT ON FUNCTION arch.prune_knowledge(interval, text[], boolean, boolean) IS
 
 DROP VIEW IF EXISTS arch.knowledge_cases, arch.outcomes, arch.calibration, arch.recall_decisions;
 
-CREATE VIEW arch.knowledge_cases AS
+CREATE VIEW arch.knowledge_cases WITH (security_barrier) AS
 SELECT k.id, k.recommendation_id, r.status, format('%I.%I', r.schema_name, r.table_name) AS table_name,
-       r.ddl, k.queryid, k.query, k.canonical, k.embedding_model,
+       r.ddl, k.queryid, arch.visible_text(k.userid, k.query) AS query,
+       arch.visible_text(k.userid, k.canonical) AS canonical, k.embedding_model,
        round(k.est_gain_pct::numeric, 1) AS est_gain_pct,
        round(k.measured_gain_pct::numeric, 1) AS measured_gain_pct, k.outcome,
        k.created_at, k.updated_at
@@ -191,10 +192,11 @@ ORDER BY b.band;
 COMMENT ON VIEW arch.calibration IS
 'For each band of estimated confidence (0.0-0.1 … 0.9-1.0): how many applied recommendations have a measured outcome and how many delivered at least outcome_min_gain_pct. A band with calibration_min_cases or more (used_for_confidence) gives new recommendations its success rate as confidence.';
 
-CREATE VIEW arch.recall_decisions AS
+CREATE VIEW arch.recall_decisions WITH (security_barrier) AS
 SELECT a.audit_run_id, a.created_at, a.action, a.recommendation_id, a.similar_recommendation_id,
        round(a.similarity::numeric, 3) AS similarity, round(a.cost_before::numeric, 1) AS cost_before,
-       coalesce(r.ddl, sr.ddl) AS ddl, a.reason, a.queryid, left(st.query, 200) AS query
+       coalesce(r.ddl, sr.ddl) AS ddl, a.reason, a.queryid,
+       left(arch.visible_text(a.userid, st.query), 200) AS query
 FROM arch.audit_recall a
 LEFT JOIN arch.recommendation r ON r.id = a.recommendation_id
 LEFT JOIN arch.recommendation sr ON sr.id = a.similar_recommendation_id

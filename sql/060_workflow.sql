@@ -83,6 +83,13 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'Approve it first: SELECT arch.approve(id, note).';
     END IF;
+    -- What a human approves (or, under auto_above_threshold, what the pull request is opened
+    -- from) is recorded as a hash the sidecar checks before writing anything (issue 7).
+    IF OLD.status = 'proposed' AND NEW.status IN ('approved', 'pr_open') THEN
+        NEW.approved_hash := arch.approval_hash(NEW.kind, NEW.schema_name, NEW.table_name, NEW.ddl, NEW.rollback_ddl);
+    ELSIF NEW.status = 'proposed' THEN
+        NEW.approved_hash := NULL;
+    END IF;
     IF NEW.status IN ('approved', 'rejected') THEN
         NEW.decided_at := now();
         NEW.decided_by := current_user;
@@ -141,6 +148,38 @@ $$;
 COMMENT ON FUNCTION arch._recommendation_log() IS
 'Internal trigger: records every new recommendation and every status change in arch.recommendation_transition.';
 
+CREATE OR REPLACE FUNCTION arch._recommendation_freeze() RETURNS trigger
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF OLD.status <> 'proposed'
+       AND (NEW.fingerprint, NEW.kind, NEW.index_kind, NEW.schema_name, NEW.table_name, NEW.index_name,
+            NEW.definition, NEW.ddl, NEW.hypo_ddl, NEW.rollback_ddl, NEW.columns, NEW.queryid, NEW.query, NEW.userid)
+           IS DISTINCT FROM
+           (OLD.fingerprint, OLD.kind, OLD.index_kind, OLD.schema_name, OLD.table_name, OLD.index_name,
+            OLD.definition, OLD.ddl, OLD.hypo_ddl, OLD.rollback_ddl, OLD.columns, OLD.queryid, OLD.query, OLD.userid) THEN
+        RAISE EXCEPTION 'recommendation % is %: its DDL, table, kind and statement are frozen', OLD.id, OLD.status
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'What a human approved is exactly what reaches the pull request; a recommendation can only be changed while it is proposed.',
+                  HINT = 'Reject it (SELECT arch.reject(id, reason)) and let the next audit propose the new DDL, or write the migration by hand.';
+    END IF;
+    IF NEW.approved_hash IS DISTINCT FROM OLD.approved_hash AND NEW.status IS NOT DISTINCT FROM OLD.status THEN
+        RAISE EXCEPTION 'recommendation %: approved_hash records an approval', OLD.id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'It is set when the recommendation leaves proposed and never changes afterwards.',
+                  HINT = 'Approve with SELECT arch.approve(id, note).';
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION arch._recommendation_freeze() IS
+'Internal trigger: once a recommendation has left proposed, its DDL, rollback, table, kind, statement and approval hash can no longer change (error with DETAIL and HINT).';
+
+DROP TRIGGER IF EXISTS recommendation_freeze ON arch.recommendation;
+CREATE TRIGGER recommendation_freeze
+    BEFORE UPDATE ON arch.recommendation
+    FOR EACH ROW EXECUTE FUNCTION arch._recommendation_freeze();
 DROP TRIGGER IF EXISTS recommendation_check ON arch.recommendation;
 CREATE TRIGGER recommendation_check
     BEFORE UPDATE OF status, decided_at, decided_by, decision_note ON arch.recommendation

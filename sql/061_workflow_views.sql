@@ -55,8 +55,9 @@ ORDER BY p.recommendation_id DESC;
 COMMENT ON VIEW arch.pull_requests IS
 'The pull request opened for each approved recommendation: number, URL, branch, migration files and state (synced back from GitHub by the sidecar).';
 
-CREATE VIEW arch.explanations AS
-SELECT e.queryid, e.explanation AS business_purpose, left(st.query, 300) AS query,
+CREATE VIEW arch.explanations WITH (security_barrier) AS
+SELECT e.queryid, arch.visible_text(e.userid, e.explanation) AS business_purpose,
+       left(arch.visible_text(e.userid, st.query), 300) AS query,
        e.provider, e.model, e.explained_at
 FROM arch.statement_explanation e
 LEFT JOIN arch.statement st USING (dbid, userid, queryid)

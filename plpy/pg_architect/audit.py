@@ -108,6 +108,8 @@ def analyze_one(db: Db, prover: prove.Prover, text: str, settings: Settings, *,
 
     With ``plan_as``, every planner call runs as role ``userid`` (the caller when None)."""
     t0 = time.monotonic()
+    if text == security.UTILITY_TEXT:
+        raise SkipStatement("utility", "a utility statement: its text is never stored (it may hold a password)")
     if plan_as is not None:
         if userid is not None and security.references_temp_schema(text):
             raise SkipStatement("temp_object", "it uses an object of a temporary schema (pg_temp) of the "
@@ -357,14 +359,16 @@ def _store(db: Db, run_id: int, merged: dict, recall: knowledge.Recall | None = 
             "INSERT INTO arch.recommendation AS r (fingerprint, kind, index_kind, schema_name, table_name,"
             " index_name, definition, ddl, hypo_ddl, rollback_ddl, columns, rationale, queryid, query, calls,"
             " total_time_ms, time_share, cost_before, cost_after, est_gain_pct, est_size_bytes, benefit_ms,"
-            " confidence, confidence_factors, plan_changes, first_audit_run_id, last_audit_run_id)"
+            " confidence, confidence_factors, plan_changes, first_audit_run_id, last_audit_run_id, userid)"
             " VALUES (md5($1), 'index', $2, $3, $4, $5, $1, $6, $7, $8, $9::text::text[], $10, $11, $12, $13,"
-            " $14, $15, $16, $17, $18, $19::text::bigint, $20, $21, $22::jsonb, $23::jsonb, $24, $24)"
+            " $14, $15, $16, $17, $18, $19::text::bigint, $20, $21, $22::jsonb, $23::jsonb, $24, $24,"
+            " $25::bigint::oid)"
             " ON CONFLICT (fingerprint) DO UPDATE SET last_audit_run_id = EXCLUDED.last_audit_run_id,"
             "   times_seen = r.times_seen + 1, updated_at = now(),"
             "   rationale = CASE WHEN r.status = 'proposed' THEN EXCLUDED.rationale ELSE r.rationale END,"
             "   queryid = CASE WHEN r.status = 'proposed' THEN EXCLUDED.queryid ELSE r.queryid END,"
             "   query = CASE WHEN r.status = 'proposed' THEN EXCLUDED.query ELSE r.query END,"
+            "   userid = CASE WHEN r.status = 'proposed' THEN EXCLUDED.userid ELSE r.userid END,"
             "   calls = CASE WHEN r.status = 'proposed' THEN EXCLUDED.calls ELSE r.calls END,"
             "   total_time_ms = CASE WHEN r.status = 'proposed' THEN EXCLUDED.total_time_ms ELSE r.total_time_ms END,"
             "   time_share = CASE WHEN r.status = 'proposed' THEN EXCLUDED.time_share ELSE r.time_share END,"
@@ -382,7 +386,7 @@ def _store(db: Db, run_id: int, merged: dict, recall: knowledge.Recall | None = 
              "{" + ",".join('"%s"' % k.replace("\\", "\\\\").replace('"', '\\"') for k in c.columns()) + "}",
              p.rationale, st.queryid, st.query, st.calls, st.total_time_ms, st.share, p.cost_before,
              p.cost_after, min(p.gain_pct, 100.0), p.size_bytes, m["benefit"], p.confidence, p.factors,
-             p.changes, run_id])
+             p.changes, run_id, st.userid])
         if recall is not None:
             recall.remember(row["id"], m)  # embeddings of its statements, confidence history
         if row["inserted"]:

@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import re
 import time
@@ -250,6 +251,7 @@ def load_recommendation(db: Db, rec_id: int) -> dict | None:
         " r.rationale, r.query, r.queryid, r.calls, r.total_time_ms, r.time_share, r.cost_before, r.cost_after,"
         " r.est_gain_pct, r.est_size_bytes, r.benefit_ms, r.confidence, r.confidence_factors, r.plan_changes,"
         " r.decided_by::text AS decided_by, r.decided_at, r.decision_note, r.last_audit_run_id,"
+        " to_jsonb(r) ->> 'approved_hash' AS approved_hash,"
         " to_jsonb(r) -> 'similar_to' AS similar_to,"
         " x.explanation, a.window_start, a.window_end,"
         " (SELECT count(DISTINCT (s.dbid, s.userid, s.queryid)) FROM arch.recommendation_statement s"
@@ -549,6 +551,27 @@ def _record(db: Db, rec_id: int, pr) -> dict:
     return {"pr_number": int(pr.number), "url": pr.html_url, "state": state}
 
 
+def approval_hash(rec: dict) -> str:
+    """sha256 of what a human approved, as arch.approval_hash() computes it in the database."""
+    parts = [rec.get("kind"), rec.get("schema_name"), rec.get("table_name"), rec.get("ddl"), rec.get("rollback_ddl")]
+    return hashlib.sha256("\x1f".join(p or "" for p in parts).encode("utf-8")).hexdigest()
+
+
+def check_approved(rec: dict) -> None:
+    """Refuse an approved recommendation whose DDL is not what was approved (issue 7): the
+    hash recorded with the approval must match the DDL this pull request would carry."""
+    if rec["status"] != "approved":
+        return
+    recorded = rec.get("approved_hash")
+    if not recorded:
+        raise TaskError(f"recommendation {rec['id']} is approved but carries no approval hash: "
+                        "refusing to open a pull request for DDL nobody approved", refused=True)
+    if approval_hash(rec) != recorded:
+        raise TaskError(f"recommendation {rec['id']}: its DDL, rollback, table or kind changed after approval "
+                        "(the approval hash does not match): refusing to open a pull request; "
+                        "reject it and approve a new one", refused=True)
+
+
 def open_pull_request(db: Db, github: Callable[[], GitHub], rec_id: int, settings: dict) -> dict:
     """Open (or find) the pull request of recommendation ``rec_id``; returns the request result."""
     rec = load_recommendation(db, rec_id)
@@ -564,6 +587,7 @@ def open_pull_request(db: Db, github: Callable[[], GitHub], rec_id: int, setting
     if rec["kind"] != "index":
         raise TaskError(f"recommendation {rec_id} is a {rec['kind']}: only index recommendations become pull requests",
                         refused=True)
+    check_approved(rec)
     if not settings.get("github_repo"):
         raise TaskError("no repository to open pull requests in: UPDATE arch.settings SET github_repo = 'owner/name'")
     tree = validate_ddl(db, rec)

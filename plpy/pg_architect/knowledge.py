@@ -81,7 +81,7 @@ def lookup_sql(vs: str, measured_only: bool = False) -> str:
     answers it (``hnsw.iterative_scan`` keeps filtering from returning too few rows)."""
     dist = f"k.embedding OPERATOR({vs}.<=>) $1::text::{vs}.vector"
     extra = " AND k.outcome IS NOT NULL" if measured_only else ""
-    return (f"SELECT k.id, k.recommendation_id, k.query, k.outcome AS case_outcome,"
+    return (f"SELECT k.id, k.recommendation_id, k.userid, k.query, k.outcome AS case_outcome,"
             f" k.measured_gain_pct AS case_gain_pct, {dist} AS distance"
             f" FROM arch.knowledge k WHERE k.embedding_model = $2{extra}"
             f" ORDER BY {dist} LIMIT $3")
@@ -107,7 +107,8 @@ def similar_sql(vs: str, measured_only: bool = False, rejection: tuple[str, str]
     """:func:`lookup_sql` joined with the recommendations (status, DDL, outcome)."""
     reason, when = rejection or ("r.rejected_reason", "r.rejected_at")
     return (
-        "SELECT c.recommendation_id, c.id AS knowledge_id, c.query AS statement,"
+        "SELECT c.recommendation_id, c.id AS knowledge_id,"
+        " arch.visible_text(c.userid, c.query) AS statement,"  # the rule of pg_stat_statements
         " greatest(-1, least(1, 1 - c.distance))::float8 AS similarity,"
         " r.kind, r.index_kind, format('%I.%I', r.schema_name, r.table_name) AS table_name, r.ddl,"
         f" r.status, {reason} AS rejected_reason, {when} AS rejected_at, r.applied_at,"

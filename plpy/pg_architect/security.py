@@ -29,6 +29,14 @@ import re
 from .analyze import SkipStatement
 from .db import QUERY_CANCELED, Db, DbError
 
+# Statements pg_stat_statements normalises (constants become $n): everything else is a
+# utility statement whose text keeps its literals (ALTER ROLE ... PASSWORD '...') and is never
+# stored in arch (kept: queryid and the fact that it is a utility statement).  The same
+# expression is in migrations/0005_security.sql (PostgreSQL's ARE syntax).
+PLANNABLE_SQL_RE = (r"^(\s|--[^\n]*\n|/\*([^*]|\*+[^*/])*\*+/|\()*"
+                    r"(select|insert|update|delete|merge|with|values|table)\M")
+UTILITY_TEXT = "<utility statement: text not stored>"
+
 _TEMP_REF = re.compile(r'(?<![\w$])"?pg_temp(?:_\d+)?"?\s*\.', re.I)
 
 _WRAPPER_BODY = r"""
