@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import socket
 import threading
@@ -287,6 +288,11 @@ class Sidecar:
                          " AND queryid = $3", [p.get("dbid"), p.get("userid"), p.get("queryid")])
         if st is None:
             return {"skipped": "the statement is no longer in arch.statement"}
+        from .security import PLANNABLE_SQL_RE, UTILITY_TEXT
+
+        if st["query"] == UTILITY_TEXT or not re.match(PLANNABLE_SQL_RE.replace("\\M", "\\b"), st["query"], re.I):
+            # Never send a utility statement (it may hold a password) to an LLM.
+            return {"skipped": "a utility statement: its text is never sent to an LLM"}
         vn = self.vanna()
         if vn.llm is None:
             raise TaskError("no LLM is configured (arch.settings.llm_provider is NULL)")
