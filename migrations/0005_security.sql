@@ -24,5 +24,6 @@ UPDATE arch.recommendation r SET userid = (
 -- never their text: pg_stat_statements keeps their literals on PostgreSQL 15.  Texts stored
 -- by earlier versions are blanked (the same test as pg_architect.security.is_utility).
 UPDATE arch.statement
-SET query = '<utility statement: text not stored>'
+SET query = ltrim(upper(coalesce(substring(query FROM '^(?:\s|--[^\n]*\n|/\*(?:[^*]|\*+[^*/])*\*+/|\()*([A-Za-z_]+)'), ''))
+                  || ' <utility statement: text not stored>')
 WHERE query !~* '^(\s|--[^\n]*\n|/\*([^*]|\*+[^*/])*\*+/|\()*(select|insert|update|delete|merge|with|values|table)\M';

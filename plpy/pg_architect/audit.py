@@ -108,8 +108,9 @@ def analyze_one(db: Db, prover: prove.Prover, text: str, settings: Settings, *,
 
     With ``plan_as``, every planner call runs as role ``userid`` (the caller when None)."""
     t0 = time.monotonic()
-    if text == security.UTILITY_TEXT:
-        raise SkipStatement("utility", "a utility statement: its text is never stored (it may hold a password)")
+    skip = security.utility_skip(text)
+    if skip is not None:
+        raise skip
     if plan_as is not None:
         if userid is not None and security.references_temp_schema(text):
             raise SkipStatement("temp_object", "it uses an object of a temporary schema (pg_temp) of the "
@@ -269,7 +270,7 @@ def _run(db: Db, settings: Settings, prover: prove.Prover, run_id: int, t_start:
                 len(selected)])
     t = time.monotonic()
     recall = knowledge.Recall(db, run_id)  # steps 2 and 6: recall and outcomes
-    known = outcomes.update(db, snap, prover, recall.ks)
+    known = outcomes.update(db, snap, prover, recall.ks, plan_as)
     timings["outcomes_ms"] = (time.monotonic() - t) * 1000
     merged: dict[str, dict] = {}
     analyzed = skipped = tested = 0

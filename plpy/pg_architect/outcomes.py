@@ -36,6 +36,7 @@ Run by every audit right after its workload snapshot:
 
 from __future__ import annotations
 
+from .analyze import SkipStatement
 from .db import Db, DbError, QUERY_CANCELED
 
 _SIGNATURE = ("substr({d}, strpos({d}, ' ON ' || quote_ident({s}) || '.' || quote_ident({t}) || ' USING ') + 4)")
@@ -45,19 +46,33 @@ def _sig(defn: str, schema: str, table: str) -> str:
     return _SIGNATURE.format(d=defn, s=schema, t=table)
 
 
-def sign_recommendations(db: Db, prover) -> int:
-    """Store the definition signature of index recommendations that have none yet."""
-    recs = db.query("SELECT id, schema_name::text AS schema_name, table_name::text AS table_name, hypo_ddl"
+def sign_recommendations(db: Db, prover, plan_as=None) -> int:
+    """Store the definition signature of index recommendations that have none yet.
+
+    With ``plan_as`` (security.PlanAs) the hypothetical index is created as the role whose
+    statement the recommendation was made for (hypopg checks its expressions and predicate like
+    CREATE INDEX, which may evaluate functions), never as the auditor."""
+    recs = db.query("SELECT id, schema_name::text AS schema_name, table_name::text AS table_name, hypo_ddl,"
+                    " userid::bigint AS userid"
                     " FROM arch.recommendation WHERE kind = 'index' AND index_signature IS NULL"
                     " AND hypo_ddl IS NOT NULL AND status NOT IN ('applied', 'superseded')")
     n = 0
     for r in recs:
+        if plan_as is not None:
+            if r["userid"] is None:
+                continue  # whose rights to use is unknown: never the auditor's
+            try:
+                prover.run_as = plan_as.wrapper_for(r["userid"])
+            except SkipStatement:
+                continue
         try:
             oid, _name = prover.create_hypothetical(r["hypo_ddl"])
         except DbError as exc:
             if exc.sqlstate == QUERY_CANCELED:
                 raise
             continue  # the table is gone or changed: try again next audit
+        finally:
+            prover.run_as = None
         try:
             sig = db.scalar(f"SELECT {_sig(f'{prover.h}.hypopg_get_indexdef($1::bigint::oid)', '$2::text', '$3::text')}",
                             [oid, r["schema_name"], r["table_name"]])
@@ -225,14 +240,14 @@ def _measure_one(db: Db, ks, r: dict) -> bool:
     return True
 
 
-def update(db: Db, snap, prover, ks) -> dict:
+def update(db: Db, snap, prover, ks, plan_as=None) -> dict:
     """The outcome step of an audit: sign, detect applied indexes, measure outcomes."""
     saved = db.scalar("SELECT current_setting('search_path')")
     # pg_get_indexdef() qualifies function names that are not on the search_path: compare both
     # sides under the same one.
     db.execute("SELECT set_config('search_path', 'pg_catalog, pg_temp', true)")
     try:
-        signed = sign_recommendations(db, prover)
+        signed = sign_recommendations(db, prover, plan_as)
         applied = detect_applied(db, snap)
         measured = measure(db, ks)
     finally:

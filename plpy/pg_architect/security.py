@@ -35,7 +35,23 @@ from .db import QUERY_CANCELED, Db, DbError
 # expression is in migrations/0005_security.sql (PostgreSQL's ARE syntax).
 PLANNABLE_SQL_RE = (r"^(\s|--[^\n]*\n|/\*([^*]|\*+[^*/])*\*+/|\()*"
                     r"(select|insert|update|delete|merge|with|values|table)\M")
+# Stored instead of a utility statement's text: its first word (the command) and this marker.
 UTILITY_TEXT = "<utility statement: text not stored>"
+FIRST_WORD_SQL_RE = r"^(?:\s|--[^\n]*\n|/\*(?:[^*]|\*+[^*/])*\*+/|\()*([A-Za-z_]+)"
+
+
+def utility_skip(text: str) -> SkipStatement | None:
+    """The skip of a stored utility statement (``VACUUM <utility statement: ...>``), else None."""
+    if not (text or "").endswith(UTILITY_TEXT):
+        return None
+    from .analyze import _DDL
+
+    word = text[: -len(UTILITY_TEXT)].strip().lower()
+    if word in _DDL:
+        return SkipStatement("ddl", f"{word.upper()} is a schema change (DDL); its text is never stored "
+                             "(it may hold a password) and only queries are analysed.")
+    return SkipStatement("utility", f"{(word or 'a utility statement').upper()} is a utility command; its text "
+                         "is never stored (it may hold a password) and only queries are analysed.")
 
 _TEMP_REF = re.compile(r'(?<![\w$])"?pg_temp(?:_\d+)?"?\s*\.', re.I)
 

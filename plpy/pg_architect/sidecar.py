@@ -290,7 +290,7 @@ class Sidecar:
             return {"skipped": "the statement is no longer in arch.statement"}
         from .security import PLANNABLE_SQL_RE, UTILITY_TEXT
 
-        if st["query"] == UTILITY_TEXT or not re.match(PLANNABLE_SQL_RE.replace("\\M", "\\b"), st["query"], re.I):
+        if st["query"].endswith(UTILITY_TEXT) or not re.match(PLANNABLE_SQL_RE.replace("\\M", "\\b"), st["query"], re.I):
             # Never send a utility statement (it may hold a password) to an LLM.
             return {"skipped": "a utility statement: its text is never sent to an LLM"}
         vn = self.vanna()

@@ -61,13 +61,14 @@ def take_snapshot(db: Db) -> Snapshot:
     sid = snap["id"]
     db.execute(
         f"INSERT INTO arch.statement AS s (dbid, userid, queryid, query)"
-        f" SELECT dbid, userid, queryid, CASE WHEN min(query) ~* $1 THEN min(query) ELSE $2 END"
+        f" SELECT dbid, userid, queryid, CASE WHEN min(query) ~* $1 THEN min(query)"
+        f"   ELSE ltrim(upper(coalesce(substring(min(query) FROM $3), '')) || ' ' || $2) END"
         f" FROM {pgss}.pg_stat_statements(true)"
         f" WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
         f"   AND queryid IS NOT NULL AND query IS NOT NULL"
         f" GROUP BY dbid, userid, queryid"
         f" ON CONFLICT (dbid, userid, queryid) DO UPDATE SET last_seen = now(), query = EXCLUDED.query",
-        [security.PLANNABLE_SQL_RE, security.UTILITY_TEXT])  # utility texts (passwords) are never stored
+        [security.PLANNABLE_SQL_RE, security.UTILITY_TEXT, security.FIRST_WORD_SQL_RE])  # utility texts (passwords) are never stored
     n = db.scalar(
         f"WITH ins AS (INSERT INTO arch.snapshot_statement (snapshot_id, dbid, userid, queryid, calls,"
         f"   total_exec_time, total_plan_time, rows, shared_blks_hit, shared_blks_read)"
