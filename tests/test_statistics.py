@@ -207,3 +207,28 @@ def test_confidence_formula():
     assert c == pytest.approx(0.4)
     c, _ = statistics.confidence(True, 100.0, 1.0, 0.25, True)
     assert c == pytest.approx(0.5 + 0.25 + 0.125)
+
+
+def test_proof_never_waits_for_the_table_lock(db, advisor, dsn):
+    """A VACUUM or DDL holding the table's SHARE UPDATE EXCLUSIVE lock: the proof gives up after
+    lock_timeout and the candidate stays unproven; nothing waits."""
+    import time
+
+    db.sql("UPDATE arch.settings SET prove_statistics_in_transaction = true")
+    with psycopg.connect(dsn) as other:
+        other.execute("LOCK TABLE public.st_customer IN SHARE UPDATE EXCLUSIVE MODE")
+        t0 = time.monotonic()
+        adv = statistics.advise_statement(advisor, JOIN_PG, rows_per_call=2000, search_path=["public"])
+        elapsed = time.monotonic() - t0
+        other.rollback()
+    [cand] = [c for c in adv.candidates if c.kind == "extended_statistics"]
+    assert cand.status == "unproven" and "lock was not available" in cand.note, cand.note
+    assert 0 < cand.confidence <= statistics.UNPROVEN_CAP
+    assert elapsed < 10
+
+
+def test_setting_in_settings_overview(db):
+    row = db.dicts("SELECT * FROM arch.settings_overview WHERE name = 'prove_statistics_in_transaction'")
+    assert row == [{"name": "prove_statistics_in_transaction", "value": "false", "default_value": "false",
+                    "description": row[0]["description"]}]
+    assert "validate on staging" in row[0]["description"]

@@ -428,6 +428,7 @@ class Candidate:
     name: str | None = None  # the statistics object (extended_statistics)
     quoted_name: str | None = None
     target: int | None = None  # statistics_target
+    probe_value: str | None = field(default=None, repr=False)
     current_target: int | None = None
     evidence: list[Misestimate] = field(default_factory=list)
     group: GroupStats | None = None
@@ -783,7 +784,8 @@ def _target_candidate(db: Db, schema: str, table: str, col: str) -> Candidate | 
     mis = Misestimate("scan", other_freq * reltuples, freq * reltuples, "sample", f"{schema}.{table}", [col])
     cand = Candidate("statistics_target", schema, table, [col], qt, [qc], target=new_target,
                      current_target=target, evidence=[mis])
-    cand.factors = {"missed_values": len(missed), "probe_value": value}
+    cand.factors = {"missed_values": len(missed)}
+    cand.probe_value = value  # a value of the user's data: used for the proof, never reported
     return cand
 
 
@@ -800,7 +802,7 @@ def _prove_target(db: Db, stmt: Statement, before: PlanFacts, cand: Candidate, s
     """The estimate of the most frequent value the MCV list misses, before and after; with
     parameter values, the statement's custom plan too (its shape change is reported)."""
     mis = cand.evidence[0]
-    probe = cand.factors["probe_value"]
+    probe = cand.probe_value
     est_before = _probe_rows(db, cand, probe)
     cand.error_before = round(_ratio(est_before, mis.expected), 2)
     cand.cost_before = before.plan.cost
