@@ -232,3 +232,28 @@ def test_setting_in_settings_overview(db):
     assert row == [{"name": "prove_statistics_in_transaction", "value": "false", "default_value": "false",
                     "description": row[0]["description"]}]
     assert "validate on staging" in row[0]["description"]
+
+
+def test_custom_plan_with_parameter_values(db, advisor):
+    """With the application's values the custom plan is checked (and proven) the same way."""
+    db.sql("UPDATE arch.settings SET prove_statistics_in_transaction = true")
+    adv = statistics.advise_statement(advisor, JOIN_PG, rows_per_call=2000, params=["city-7", "zip-10007"],
+                                      search_path=["public"])
+    assert adv.estimated_rows < 20
+    [cand] = [c for c in adv.candidates if c.kind == "extended_statistics"]
+    assert cand.status == "proven" and cand.error_after <= 2
+    assert "Nested Loop" in cand.plan_changes["removed"]
+
+
+def test_group_by_of_correlated_columns(db, advisor):
+    """GROUP BY city, zip: the planner multiplies the distinct counts (14 400 groups, really 120).
+    The ndistinct statistics fix the estimate; the plan keeps its shape, so nothing is kept."""
+    db.sql("UPDATE arch.settings SET prove_statistics_in_transaction = true")
+    adv = statistics.advise_statement(advisor, 'SELECT city, "ZipCode", count(*) FROM st_customer GROUP BY 1, 2',
+                                      search_path=["public"])
+    [mis] = [m for m in adv.misestimates if m.level == "group"]
+    assert mis.columns == ["city", "ZipCode"] and mis.estimated >= 10000 and mis.expected <= 200
+    [cand] = adv.candidates
+    assert cand.kind == "extended_statistics" and cand.error_after <= 2, cand
+    assert cand.status == "rejected" and cand.note == "estimates improve but the plan keeps its shape"
+    assert cand.confidence == 0
