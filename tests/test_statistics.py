@@ -87,6 +87,8 @@ def test_correlated_pair_flips_join_proven(db, advisor):
     assert cand["status"] == "proven", cand
     assert cand["ddl"] == ('CREATE STATISTICS IF NOT EXISTS public."st_customer_city_ZipCode_stx"'
                            ' (dependencies, ndistinct, mcv) ON city, "ZipCode" FROM public.st_customer;\n'
+                           # 120 combinations > default_statistics_target 100: room for all in the MCV list
+                           'ALTER STATISTICS public."st_customer_city_ZipCode_stx" SET STATISTICS 200;\n'
                            'ANALYZE public.st_customer (city, "ZipCode");')
     assert cand["rollback_ddl"] == 'DROP STATISTICS IF EXISTS public."st_customer_city_ZipCode_stx";'
     # The proof: the estimate error shrinks and the nested loop becomes a hash join that is
@@ -147,8 +149,8 @@ def test_ddl_and_rollback_run_for_real(db, advisor):
     try:
         for stmt in cand.ddl().split(";\n"):
             db.sql(stmt)
-        assert db.value("SELECT stxname FROM pg_statistic_ext WHERE stxrelid = 'public.st_customer'::regclass") \
-            == "st_customer_city_ZipCode_stx"
+        assert db.one("SELECT stxname, stxstattarget FROM pg_statistic_ext"
+                      " WHERE stxrelid = 'public.st_customer'::regclass") == ("st_customer_city_ZipCode_stx", 200)
         plan = db.value("EXPLAIN (FORMAT JSON) SELECT 1 FROM st_customer WHERE city = 'city-7' AND \"ZipCode\" = 'zip-10007'")
         assert plan[0]["Plan"]["Plan Rows"] >= 500
         # An equivalent statistics object exists now: nothing is proposed for these columns.
@@ -257,3 +259,14 @@ def test_group_by_of_correlated_columns(db, advisor):
     assert cand.kind == "extended_statistics" and cand.error_after <= 2, cand
     assert cand.status == "rejected" and cand.note == "estimates improve but the plan keeps its shape"
     assert cand.confidence == 0
+
+
+def test_advise_statistics_in_psql(db):
+    """The same advice inside the server: SELECT arch.advise_statistics();"""
+    db.sql("UPDATE arch.settings SET prove_statistics_in_transaction = true")
+    _join_workload(db)
+    items = db.value("SELECT arch.advise_statistics()")
+    item = _advice_for(items, "st_customer c JOIN")
+    [cand] = [c for c in item["candidates"] if c["kind"] == "extended_statistics"]
+    assert cand["status"] == "proven" and "Hash Join" in cand["plan_changes"]["added"]
+    assert db.value("SELECT count(*) FROM pg_statistic_ext WHERE stxrelid = 'public.st_customer'::regclass") == 0

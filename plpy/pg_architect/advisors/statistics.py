@@ -447,11 +447,18 @@ class Candidate:
 
     def ddl(self) -> str:
         if self.kind == "extended_statistics":
-            return (f"CREATE STATISTICS IF NOT EXISTS {self.quoted_name} ({', '.join(STAT_KINDS)})"
-                    f" ON {', '.join(self.quoted_columns)} FROM {self.qualified_table};\n"
-                    f"ANALYZE {self.qualified_table} ({', '.join(self.quoted_columns)});")
+            return ";\n".join(self.statements()) + ";"
         return (f"ALTER TABLE {self.qualified_table} ALTER COLUMN {self.quoted_columns[0]} SET STATISTICS {self.target};\n"
                 f"ANALYZE {self.qualified_table} ({self.quoted_columns[0]});")
+
+    def statements(self) -> list[str]:
+        """The DDL of an extended_statistics candidate, one statement per item."""
+        out = [f"CREATE STATISTICS IF NOT EXISTS {self.quoted_name} ({', '.join(STAT_KINDS)})"
+               f" ON {', '.join(self.quoted_columns)} FROM {self.qualified_table}"]
+        if self.target:
+            out.append(f"ALTER STATISTICS {self.quoted_name} SET STATISTICS {self.target}")
+        out.append(f"ANALYZE {self.qualified_table} ({', '.join(self.quoted_columns)})")
+        return out
 
     def rollback_ddl(self) -> str:
         if self.kind == "extended_statistics":
@@ -611,6 +618,11 @@ def _advise(db: Db, stmt: Statement, text: str, rows_per_call, settings: Setting
         cand = Candidate("extended_statistics", schema, table, cols, qt, _qi(db, *cols),
                          name=name, quoted_name=f"{_qi(db, schema)[0]}.{_qi(db, name)[0]}",
                          evidence=[mis] + [m for m in adv.misestimates if m.level == "statement"], group=gs)
+        default_target = int(db.scalar("SELECT current_setting('default_statistics_target')::int"))
+        if default_target < gs.ndistinct_group <= MAX_TARGET:
+            # The MCV list can hold every combination only with a larger target (custom plans
+            # with values outside the list keep the independence estimate).
+            cand.target = min(MAX_TARGET, int(math.ceil(gs.ndistinct_group * 1.25 / 100.0)) * 100)
         adv.candidates.append(cand)
 
     for cand in adv.candidates:
@@ -683,9 +695,6 @@ def _prove_extended(db: Db, stmt: Statement, before: PlanFacts, cand: Candidate,
     if not settings.prove_statistics_in_transaction:
         cand.confidence, cand.factors = confidence(False, node.factor, None, None, statement_confirms)
         return
-    create = (f"CREATE STATISTICS {cand.quoted_name} ({', '.join(STAT_KINDS)})"
-              f" ON {', '.join(cand.quoted_columns)} FROM {cand.qualified_table}")
-    analyze = f"ANALYZE {cand.qualified_table} ({', '.join(cand.quoted_columns)})"
 
     def body():
         after = stmt.facts(reprepare=True)
@@ -701,7 +710,7 @@ def _prove_extended(db: Db, stmt: Statement, before: PlanFacts, cand: Candidate,
         return after, old_cost
 
     try:
-        after, old_cost = _in_rolled_back_subtransaction(db, [create, analyze], body)
+        after, old_cost = _in_rolled_back_subtransaction(db, cand.statements(), body)
     except DbError as exc:
         _proof_error(cand, exc)
         cand.confidence, cand.factors = confidence(False, node.factor, None, None, statement_confirms)
@@ -927,6 +936,20 @@ def advise_workload(db: Db, *, min_calls: int = 1, limit: int = 20, settings: Se
             item["skipped"] = f"error: {str(exc).splitlines()[0]}"
         out.append(item)
     return out
+
+
+def advise_statistics_sql(plpy, min_calls, max_statements) -> str:
+    """arch.advise_statistics(): :func:`advise_workload` inside the server, as a JSON array."""
+    from ..db import PlpyDb
+
+    try:
+        return json.dumps(advise_workload(PlpyDb(plpy), min_calls=min_calls, limit=max_statements), default=str)
+    except UserError as err:
+        kwargs = {k: v for k, v in (("detail", err.detail), ("hint", err.hint), ("sqlstate", err.sqlstate)) if v}
+        plpy.error(err.message, **kwargs)
+    except DbError as err:
+        kwargs = {k: v for k, v in (("detail", err.detail), ("sqlstate", err.sqlstate)) if v}
+        plpy.error(str(err).splitlines()[0], **kwargs)
 
 
 # --------------------------------------------------------------------------- staging only
