@@ -64,7 +64,6 @@ UNPROVEN_CAP = 0.5
 MAX_TARGET = 10000
 # Statistics kinds of a proposed object (pg_statistic_ext.stxkind letters).
 STAT_KINDS = ("dependencies", "ndistinct", "mcv")
-_KIND_LETTER = {"dependencies": "f", "ndistinct": "d", "mcv": "m"}
 
 # Plan node types and the planner switch that removes them (to re-cost the old plan shape).
 _NODE_GUC = {"Hash Join": "enable_hashjoin", "Merge Join": "enable_mergejoin",
