@@ -588,9 +588,9 @@ def _sargable_arithmetic(stmt, ctx: _Ctx) -> None:
                 op = _op(f)
                 if op not in ("+", "-") or not is_pseudo_constant(x):
                     continue
-                if isinstance(f.lexpr, ast.ColumnRef) and _numeric_literal(f.rexpr):
+                if isinstance(f.lexpr, ast.ColumnRef) and is_pseudo_constant(f.rexpr):
                     colref, k, col_first = f.lexpr, f.rexpr, True
-                elif isinstance(f.rexpr, ast.ColumnRef) and _numeric_literal(f.lexpr):
+                elif isinstance(f.rexpr, ast.ColumnRef) and is_pseudo_constant(f.lexpr):
                     colref, k, col_first = f.rexpr, f.lexpr, False
                 else:
                     continue
@@ -603,7 +603,9 @@ def _sargable_arithmetic(stmt, ctx: _Ctx) -> None:
                                " arithmetic is exact (floats round, dates and timestamps follow the calendar)")
                     return None
                 kv = _int_literal(k)
-                if typ != "numeric" and kv is None:
+                if not _numeric_literal(k) or (typ != "numeric" and kv is None):
+                    ctx.refuse(f"{deparse(c)}: only a numeric literal ({'an integer for ' + typ if typ != 'numeric' else 'numeric'})"
+                               " is moved; a parameter's type and range are unknown")
                     return None
                 # col + k = X -> col = X - k ; k + col = X -> same ; col - k = X -> col = X + k ; k - col = X -> col = k - X
                 if op == "+":

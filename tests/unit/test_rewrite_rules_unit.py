@@ -401,3 +401,7 @@ def test_short_in_list_is_left_alone():
 
 def test_in_list_of_constants_is_left_alone():
     nothing("in_list_to_any", "SELECT id FROM orders WHERE user_id IN (1, 2, 3)")
+
+
+def test_arithmetic_with_a_parameter_operand_is_refused():
+    assert "only a numeric literal" in refused("sargable_arithmetic", "SELECT id FROM users WHERE n + $2 = $1")
