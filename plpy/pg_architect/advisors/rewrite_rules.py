@@ -164,16 +164,17 @@ def walk(node) -> Iterator[ast.Node]:
             yield from walk(item)
 
 
-def transform(node, fn: Callable):
-    """Replace nodes bottom-up: ``fn(node)`` returns a replacement or None (keep)."""
+def transform(node, fn: Callable, stop: Callable | None = None):
+    """Replace nodes bottom-up: ``fn(node)`` returns a replacement or None (keep).  Nodes for
+    which ``stop(node)`` is true are neither entered nor replaced."""
     if isinstance(node, (list, tuple)):
-        return tuple(transform(n, fn) for n in node)
-    if not isinstance(node, ast.Node):
+        return tuple(transform(n, fn, stop) for n in node)
+    if not isinstance(node, ast.Node) or (stop is not None and stop(node)):
         return node
     for name in _slots(node):
         value = getattr(node, name, None)
         if isinstance(value, (ast.Node, list, tuple)):
-            setattr(node, name, transform(value, fn))
+            setattr(node, name, transform(value, fn, stop))
     new = fn(node)
     return node if new is None else new
 
@@ -560,8 +561,8 @@ def _sargable_coalesce(stmt, ctx: _Ctx) -> None:
                     return [template("__c = __x", c=col, x=x)]
                 ctx.notes.append(f"coalesce({deparse(col)}, d) = X is ({deparse(col)} = X) OR"
                                  f" ({deparse(col)} IS NULL AND d = X); both arms can use an index on {r.label}.")
-                return [template("(__c = __x OR (__c IS NULL AND __d = __x))", c=col, x=x,
-                                 d=cast(d, type_name(r.column)))]
+                # no casts: X and d take the types PostgreSQL infers for them, as in the original
+                return [template("(__c = __x OR (__c IS NULL AND __d = __x))", c=col, x=x, d=d)]
             return None
         _rewrite_conjuncts(holder, fix)
 
@@ -614,10 +615,10 @@ def _sargable_arithmetic(stmt, ctx: _Ctx) -> None:
                     expr, inv = "__x + __k", ("+", kv)
                 else:
                     expr, inv = "__k - __x", ("r", kv)
+                # X is not cast: PostgreSQL infers its type from the column and the literal, as in
+                # the original (a cast would change what a client-typed parameter is compared as)
                 if typ == "numeric":
-                    xt = cast(x, ast.TypeName(names=(ast.String(sval="pg_catalog"), ast.String(sval="numeric")),
-                                              typemod=-1))
-                    value = template(expr, x=xt, k=k)
+                    value = template(expr, x=x, k=k)
                     ctx.notes.append("numeric arithmetic is exact: the constant side moves to the parameter,"
                                      f" leaving {r.label} bare for an index.")
                     return [template("__c = __v", c=colref, v=value)]
@@ -637,11 +638,9 @@ def _sargable_arithmetic(stmt, ctx: _Ctx) -> None:
                     conds.append(f"__x >= {bounds[0]}")
                 if bounds[1] < hi:
                     conds.append(f"__x <= {bounds[1]}")
-                wt = ast.TypeName(names=(ast.String(sval="pg_catalog"), ast.String(sval=wide)), typemod=-1)
-                xt = cast(x, wt)
-                value = template(expr, x=xt, k=k)
+                value = template(expr, x=x, k=k)
                 if conds:
-                    value = template(f"CASE WHEN {' AND '.join(conds)} THEN __v END", x=xt, v=value)
+                    value = template(f"CASE WHEN {' AND '.join(conds)} THEN __v END", x=x, v=value)
                 ctx.notes.append(f"integer arithmetic moved to the parameter side leaves {r.label} bare for an"
                                  f" index; it is guarded so that it never overflows {wide} (out of range, no row"
                                  " can match, as in the original).")
@@ -927,7 +926,8 @@ def _counts(stmt, ctx: _Ctx) -> None:
                 inner = ast.SelectStmt(targetList=s.targetList, fromClause=s.fromClause, whereClause=s.whereClause,
                                        limitOption=enums.LimitOption.LIMIT_OPTION_DEFAULT,
                                        op=enums.SetOperation.SETOP_NONE)
-                s.targetList = (ast.ResTarget(name=t.name, val=exists(inner, test[1])),)
+                # an unnamed comparison is called ?column?, EXISTS would be called exists: keep the name
+                s.targetList = (ast.ResTarget(name=t.name or "?column?", val=exists(inner, test[1])),)
                 s.fromClause, s.whereClause = None, None
                 ctx.notes.append("count(*) without GROUP BY is one row, never NULL: comparing it with 0 asks"
                                  " whether a row exists, and EXISTS stops at the first one.")
@@ -964,6 +964,11 @@ def _lateral(stmt, ctx: _Ctx) -> None:
         if holder.groupClause or holder.havingClause or holder.windowClause or len(holder.fromClause or ()) != 1:
             ctx.refuse("a scalar subquery in the select list: the outer query groups, has a window clause"
                        " or several FROM items")
+            continue
+        if any(isinstance(t.val, ast.ColumnRef) and len(t.val.fields) == 1 and isinstance(t.val.fields[0], ast.A_Star)
+               for t in holder.targetList):
+            ctx.refuse("a scalar subquery in the select list: the select list has a bare * (it would also"
+                       " list the joined subquery's column)")
             continue
         outer_scope = Scope(holder, ctx.catalog)
         others = [t for t in holder.targetList if t not in subs]
@@ -1161,9 +1166,12 @@ def _in_list(stmt, ctx: _Ctx) -> None:
                              " each length apart) and one cached plan.")
             return ast.A_Expr(kind=enums.A_Expr_Kind.AEXPR_OP_ALL if neg else enums.A_Expr_Kind.AEXPR_OP_ANY,
                               name=(ast.String(sval=op),), lexpr=n.lexpr, rexpr=cast(p, type_name(r.column, True)))
-        holder.whereClause = transform(holder.whereClause, fix)
+        # subqueries are query levels of their own (their own FROM list): _holders visits them
+        def own_level(n):
+            return isinstance(n, (ast.SelectStmt, ast.UpdateStmt, ast.DeleteStmt))
+        holder.whereClause = transform(holder.whereClause, fix, own_level)
         if getattr(holder, "havingClause", None) is not None:
-            holder.havingClause = transform(holder.havingClause, fix)
+            holder.havingClause = transform(holder.havingClause, fix, own_level)
 
 
 RULES: list[Rule] = [
