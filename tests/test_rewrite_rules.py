@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from pg_architect.advisors.rewrite_catalog import DbCatalog
-from pg_architect.advisors.rewrite_proof import prove_rewrite
+from pg_architect.advisors.rewrite_proof import propose, prove_rewrite
 from pg_architect.advisors.rewrite_rules import Options, Refusal, Rewrite, rewrite
 from pg_architect.db import PsycopgDb
 
@@ -174,7 +174,8 @@ def test_date_trunc_day_on_timestamptz_across_dst_same_rows_and_cheaper(session)
 def test_the_naive_date_trunc_rewrite_would_change_results(session):
     """Why the boundary check is there: without it a non-boundary $1 returns a whole day."""
     conn, _ = session
-    naive = "SELECT id FROM events WHERE ts >= date_trunc('day', $1::timestamptz) AND ts < date_trunc('day', $1::timestamptz) + interval '1 day'"
+    naive = ("SELECT id FROM events WHERE ts >= date_trunc('day', $1::timestamptz)"
+             " AND ts < date_trunc('day', $1::timestamptz) + interval '1 day'")
     assert rows(conn, "SELECT id FROM events WHERE date_trunc('day', ts) = $1", ("2018-11-10 12:00",)) == []
     assert len(rows(conn, naive, ("2018-11-10 12:00",))) > 100
 
@@ -214,8 +215,8 @@ def test_integer_and_uuid_text_casts(session):
     conn, db = session
     sql = "SELECT id FROM events WHERE n::text = $1 AND kind = $2"
     r = only_rewrite(db, sql, "sargable_cast")
-    assert same_results(conn, sql, r.sql, [("-2499", "a"), ("12", "a"), ("12", "b"), ("-0012", "a"), ("2147483648", "a"),
-                                           ("99999999999", "a"), ("x", "a"), (None, "a")]) > 0
+    assert same_results(conn, sql, r.sql, [("-2499", "a"), ("12", "a"), ("12", "b"), ("-0012", "a"),
+                                           ("2147483648", "a"), ("99999999999", "a"), ("x", "a"), (None, "a")]) > 0
     sid = str(rows(conn, "SELECT sid FROM events WHERE id = 77")[0][0])
     sql = "SELECT id FROM events WHERE sid::text = $1"
     r = only_rewrite(db, sql, "sargable_cast")
@@ -474,3 +475,17 @@ def test_proof_drops_a_rewrite_that_does_not_pay_and_restores_the_session(sessio
     assert db.scalar("SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'pga_rewrite%'") == 0
     bad = prove_rewrite(db, sql, "SELECT id FROM events WHERE nope = $1")
     assert not bad.kept and bad.reason.startswith("unproven: the rewrite cannot be planned")
+
+
+def test_propose_proves_every_rewrite_of_a_statement(session):
+    """One statement, three rules that apply: each rewrite is proven on its own, the best first."""
+    _, db = session
+    sql = ("SELECT id FROM events WHERE date_trunc('day', ts) = $1 AND code::text = $2"
+           " AND coalesce(score, 0) = $3")
+    kept, dropped, refused = propose(db, sql, min_gain_pct=10)
+    rules = [p.rewrite.rule for p in kept + dropped]
+    assert sorted(rules) == ["sargable_cast", "sargable_coalesce", "sargable_date_trunc"]
+    assert refused == []
+    assert all(p.proof.cost_after < p.proof.cost_before for p in kept)
+    gains = [p.proof.gain_pct for p in kept]
+    assert gains == sorted(gains, reverse=True) and len(kept) >= 1

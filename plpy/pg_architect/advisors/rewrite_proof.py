@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pglast import parse_sql
 
 from ..db import QUERY_CANCELED, Db, DbError
+from .rewrite_catalog import DbCatalog
+from .rewrite_rules import Options, Outcome, Refusal, Rewrite, rewrite
 
 BEFORE, AFTER = "pga_rewrite_before", "pga_rewrite_after"
 
@@ -45,7 +47,7 @@ def _label(node: dict) -> str:
     label = node.get("Node Type", "?")
     if node.get("Strategy") and label in ("Aggregate", "SetOp"):
         label = f"{node['Strategy']} {label}"
-    if node.get("Join Type") and "Join" in label or label == "Nested Loop":
+    if node.get("Join Type") and ("Join" in label or label == "Nested Loop"):
         label += f" ({node.get('Join Type', '')})"
     if node.get("Index Name"):
         label += f" using {node['Index Name']}"
@@ -132,3 +134,25 @@ def prove_rewrite(db: Db, original: str, rewritten: str, min_gain_pct: float = 1
               f" {'>=' if kept else '<'} {min_gain_pct:g} %)")
     return Proof(kept, ("kept: " if kept else "dropped: ") + reason, before.cost, after.cost, round(gain, 2),
                  sorted((b - a).elements()), sorted((a - b).elements()))
+
+
+@dataclass
+class Proposal:
+    rewrite: Rewrite
+    proof: Proof
+
+
+def propose(db: Db, sql: str, min_gain_pct: float = 10.0, options: Options | None = None,
+            rules: list[str] | None = None) -> tuple[list[Proposal], list[Proposal], list[Refusal]]:
+    """Every rule on ``sql`` (each on the original statement), every rewrite proven:
+    (kept, dropped, refused).  Kept proposals are sorted by estimated gain, best first."""
+    outcomes: list[Outcome] = rewrite(sql, DbCatalog(db), rules, options)
+    kept, dropped, refused = [], [], []
+    for o in outcomes:
+        if isinstance(o, Refusal):
+            refused.append(o)
+            continue
+        p = Proposal(o, prove_rewrite(db, sql, o.sql, min_gain_pct))
+        (kept if p.proof.kept else dropped).append(p)
+    kept.sort(key=lambda p: -(p.proof.gain_pct or 0))
+    return kept, dropped, refused

@@ -103,9 +103,10 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from pglast import ast, enums, parse_sql
+from pglast.parser import ParseError
 from pglast.stream import RawStream
 
 from .rewrite_catalog import Catalog, Column, Table
@@ -142,10 +143,10 @@ def deparse(node) -> str:
 def _parse_one(sql: str):
     try:
         stmts = parse_sql(sql)
-    except Exception as exc:  # pglast.parser.ParseError
+    except ParseError as exc:
         raise NotParsable(str(exc)) from None
     if len(stmts) != 1:
-        raise NotParsable("the text holds %d statements" % len(stmts))
+        raise NotParsable(f"the text holds {len(stmts)} statements")
     return stmts[0].stmt
 
 
@@ -605,10 +606,11 @@ def _sargable_arithmetic(stmt, ctx: _Ctx) -> None:
                     return None
                 kv = _int_literal(k)
                 if not _numeric_literal(k) or (typ != "numeric" and kv is None):
-                    ctx.refuse(f"{deparse(c)}: only a numeric literal ({'an integer for ' + typ if typ != 'numeric' else 'numeric'})"
-                               " is moved; a parameter's type and range are unknown")
+                    kind = "numeric" if typ == "numeric" else "an integer for " + typ
+                    ctx.refuse(f"{deparse(c)}: only a numeric literal ({kind}) is moved; a parameter's type and"
+                               " range are unknown")
                     return None
-                # col + k = X -> col = X - k ; k + col = X -> same ; col - k = X -> col = X + k ; k - col = X -> col = k - X
+                # col + k = X, k + col = X -> col = X - k;  col - k = X -> col = X + k;  k - col = X -> col = k - X
                 if op == "+":
                     expr, inv = "__x - __k", ("-", kv)
                 elif col_first:
@@ -876,7 +878,7 @@ def _keyset(stmt, ctx: _Ctx) -> None:
     ctx.renumber = True
     keylist = ", ".join(deparse(n) for n, _ in keys)
     ctx.parameters = (f"instead of {label}, pass the last row's ({keylist}) of the previous page as"
-                      f" {', '.join('$%d' % p.number for p in new)}; the first page runs without that condition")
+                      f" {', '.join(f'${p.number}' for p in new)}; the first page runs without that condition")
     ctx.notes.append(f"OFFSET reads and throws away every earlier row; ORDER BY ({keylist}) is unique and"
                      " NOT NULL, so the next page is exactly the rows after the last one seen, and an index"
                      " on it starts there.")
@@ -939,7 +941,8 @@ def _counts(stmt, ctx: _Ctx) -> None:
         if not test or not (isinstance(test[0], ast.SubLink) and test[0].subLinkType == enums.SubLinkType.EXPR_SUBLINK):
             return None
         sel = test[0].subselect
-        if not (isinstance(sel, ast.SelectStmt) and len(sel.targetList or ()) == 1 and _count_star(sel.targetList[0].val)):
+        if not (isinstance(sel, ast.SelectStmt) and len(sel.targetList or ()) == 1
+                and _count_star(sel.targetList[0].val)):
             return None
         why = _plain_select(sel)
         if why:
