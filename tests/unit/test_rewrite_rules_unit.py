@@ -426,3 +426,18 @@ def test_sargable_rules_apply_to_update_and_delete():
         "UPDATE users SET name = $2 WHERE n = $1")
     assert rewritten("sargable_date_trunc", "DELETE FROM orders WHERE date_trunc('year', day) = $1").startswith(
         "DELETE FROM orders WHERE day >= $1 AND day < CAST($1 AS timestamp) + CAST('1 year' AS interval)")
+
+
+def test_a_with_query_named_like_a_table_hides_the_table():
+    """WITH orders AS (...) is not public.orders: its user_id may be NULL."""
+    assert "not a column of the outer FROM list" not in (r := refused(
+        "not_in_to_not_exists", "WITH orders AS (SELECT ref_user AS user_id FROM public.orders)"
+        " SELECT * FROM users WHERE id NOT IN (SELECT user_id FROM orders)"))
+    assert "cannot be resolved" in r
+    nothing("sargable_coalesce", "WITH users AS (SELECT * FROM public.users)"
+            " SELECT id FROM users WHERE coalesce(n, 0) = $1")
+
+
+def test_in_list_whose_parameter_is_used_elsewhere_is_refused():
+    assert "also used elsewhere" in refused("in_list_to_any", "SELECT id FROM orders WHERE user_id IN"
+                                            " ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) AND ref_user = $1")

@@ -102,8 +102,9 @@ Rules and their preconditions
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
 from pglast import ast, enums, parse_sql
 from pglast.parser import ParseError
@@ -377,7 +378,8 @@ class Rule:
         """This rule's outcomes for ``sql``: at most one Rewrite (all sites rewritten at once)
         and a Refusal for every site it refused."""
         stmt = _parse_one(sql)
-        ctx = _Ctx(self, catalog, options or Options())
+        ctes = {n.ctename for n in walk(stmt) if isinstance(n, ast.CommonTableExpr)}
+        ctx = _Ctx(self, _CteShadows(catalog, ctes) if ctes else catalog, options or Options())
         self.fn(stmt, ctx)
         out: list[Outcome] = [Refusal(self.name, r) for r in dict.fromkeys(ctx.refusals)]
         if ctx.notes:
@@ -389,6 +391,21 @@ class Rule:
             out.insert(0, Rewrite(self.name, deparse(stmt), " ".join(dict.fromkeys(ctx.notes)),
                                   self.changes_code or params is not None, params))
         return out
+
+
+class _CteShadows:
+    """A WITH query named like a table hides the table: its columns are unknown (never NOT NULL)."""
+
+    def __init__(self, catalog: Catalog, ctes: set[str]):
+        self.catalog, self.ctes = catalog, ctes
+
+    def table(self, schema, name):
+        if schema is None and name in self.ctes:
+            return None
+        return self.catalog.table(schema, name)
+
+    def function(self, schema, name):
+        return self.catalog.function(schema, name)
 
 
 class _Ctx:
@@ -436,7 +453,7 @@ def _date_trunc(stmt, ctx: _Ctx) -> None:
     for holder in _holders(stmt):
         scope = Scope(holder, ctx.catalog)
 
-        def fix(c):
+        def fix(c, scope=scope):
             for f, x in _eq_sides(c):
                 if not (isinstance(f, ast.FuncCall) and _funcname(f)[1] == "date_trunc"
                         and _funcname(f)[0] in (None, "pg_catalog") and is_pseudo_constant(x)):
@@ -493,7 +510,7 @@ def _sargable_cast(stmt, ctx: _Ctx) -> None:
     for holder in _holders(stmt):
         scope = Scope(holder, ctx.catalog)
 
-        def fix(c):
+        def fix(c, scope=scope):
             for f, x in _eq_sides(c):
                 if not (_is_text_cast(f) and is_pseudo_constant(x)):
                     continue
@@ -536,7 +553,7 @@ def _sargable_coalesce(stmt, ctx: _Ctx) -> None:
     for holder in _holders(stmt):
         scope = Scope(holder, ctx.catalog)
 
-        def fix(c):
+        def fix(c, scope=scope):
             for f, x in _eq_sides(c):
                 if not (isinstance(f, ast.CoalesceExpr) and is_pseudo_constant(x)):
                     continue
@@ -585,7 +602,7 @@ def _sargable_arithmetic(stmt, ctx: _Ctx) -> None:
     for holder in _holders(stmt):
         scope = Scope(holder, ctx.catalog)
 
-        def fix(c):
+        def fix(c, scope=scope):
             for f, x in _eq_sides(c):
                 op = _op(f)
                 if op not in ("+", "-") or not is_pseudo_constant(x):
@@ -677,7 +694,7 @@ def _not_in(stmt, ctx: _Ctx) -> None:
     for holder in _holders(stmt):
         scope = Scope(holder, ctx.catalog)
 
-        def fix(c):
+        def fix(c, scope=scope):
             s = _not_in_sublink(c)
             if s is None:
                 return None
@@ -1121,7 +1138,7 @@ def _distinct_join(stmt, ctx: _Ctx) -> None:
                     touches_semi = True
             (inner if touches_semi else outer).append(p)
 
-        def qualify(n):
+        def qualify(n, scope=scope, keep=keep, keep_ref=keep_ref):
             if isinstance(n, ast.ColumnRef) and len(n.fields) == 1:
                 r = scope.resolve(n)
                 if r is not None and r.entry is keep:
@@ -1141,10 +1158,11 @@ def _distinct_join(stmt, ctx: _Ctx) -> None:
 
 # -- in_list_to_any ------------------------------------------------------------------------------
 def _in_list(stmt, ctx: _Ctx) -> None:
+    uses = Counter(n.number for n in walk(stmt) if isinstance(n, ast.ParamRef))
     for holder in _holders(stmt):
         scope = Scope(holder, ctx.catalog)
 
-        def fix(n):
+        def fix(n, scope=scope):
             if not (isinstance(n, ast.A_Expr) and n.kind == enums.A_Expr_Kind.AEXPR_IN):
                 return None
             items = n.rexpr if isinstance(n.rexpr, (list, tuple)) else ()
@@ -1154,6 +1172,10 @@ def _in_list(stmt, ctx: _Ctx) -> None:
             if r is None:
                 ctx.refuse(f"{deparse(n.lexpr)} IN (... {len(items)} parameters): the left side is not a"
                            " column of this query level, its type is unknown")
+                return None
+            if any(uses[i.number] > 1 for i in items):
+                ctx.refuse(f"{deparse(n.lexpr)} IN (... {len(items)} parameters): a parameter of the list is"
+                           " also used elsewhere in the statement")
                 return None
             first = min(i.number for i in items)
             p = ast.ParamRef(number=first)
