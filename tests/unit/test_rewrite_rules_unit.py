@@ -300,7 +300,7 @@ def test_count_subquery_compared_with_zero_becomes_exists(test, form):
 
 def test_zero_less_than_count_is_understood_too():
     assert rewritten("count_to_exists", "SELECT 0 < (SELECT count(*) FROM orders WHERE user_id = $1)") == (
-        "SELECT EXISTS (SELECT 1 FROM orders WHERE user_id = $1)")
+        'SELECT EXISTS (SELECT 1 FROM orders WHERE user_id = $1) AS "?column?"')
 
 
 def test_count_with_group_by_is_refused():
@@ -441,3 +441,9 @@ def test_a_with_query_named_like_a_table_hides_the_table():
 def test_in_list_whose_parameter_is_used_elsewhere_is_refused():
     assert "also used elsewhere" in refused("in_list_to_any", "SELECT id FROM orders WHERE user_id IN"
                                             " ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) AND ref_user = $1")
+
+
+def test_count_subquery_in_the_select_list_keeps_its_column_name():
+    assert rewritten("count_to_exists", "SELECT u.id, (SELECT count(*) FROM orders o WHERE o.user_id = u.id) > 0"
+                     " FROM users u") == (
+        'SELECT u.id, EXISTS (SELECT 1 FROM orders AS o WHERE o.user_id = u.id) AS "?column?" FROM users AS u')

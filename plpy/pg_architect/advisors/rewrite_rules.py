@@ -953,7 +953,7 @@ def _counts(stmt, ctx: _Ctx) -> None:
                 return
 
     # b) (SELECT count(*) FROM ...) > 0 anywhere
-    def fix(n):
+    def count_subquery(n):
         test = _existence_test(n) if isinstance(n, ast.A_Expr) else None
         if not test or not (isinstance(test[0], ast.SubLink) and test[0].subLinkType == enums.SubLinkType.EXPR_SUBLINK):
             return None
@@ -961,6 +961,20 @@ def _counts(stmt, ctx: _Ctx) -> None:
         if not (isinstance(sel, ast.SelectStmt) and len(sel.targetList or ()) == 1
                 and _count_star(sel.targetList[0].val)):
             return None
+        return test, sel
+
+    # an unnamed select-list item keeps its name (?column?, EXISTS would be called exists)
+    for t in walk(stmt):
+        if isinstance(t, ast.ResTarget) and t.name is None and isinstance(t.val, ast.A_Expr):
+            found = count_subquery(t.val)
+            if found and _plain_select(found[1]) is None:
+                t.name = "?column?"
+
+    def fix(n):
+        found = count_subquery(n)
+        if found is None:
+            return None
+        test, sel = found
         why = _plain_select(sel)
         if why:
             ctx.refuse(f"{deparse(n)}: the count has {why}")
