@@ -111,9 +111,16 @@ def session(rw):
 
 
 def rows(conn, sql, params=()):
+    return named_rows(conn, sql, params)[1]
+
+
+def named_rows(conn, sql, params=()):
+    """(column names, rows) of ``sql`` run with $n parameters, as the application would."""
     cur = psycopg.RawCursor(conn)
     cur.execute(sql, params)
-    return cur.fetchall()
+    if cur.description is None:
+        return [], []
+    return [d.name for d in cur.description], cur.fetchall()
 
 
 def only_rewrite(db, sql, rule, **opts) -> Rewrite:
@@ -130,12 +137,13 @@ def only_refusal(db, sql, rule) -> str:
 
 
 def same_results(conn, original, rewritten, params_list, new_params=None, ordered=False) -> int:
-    """Run both forms with every parameter tuple; returns the number of rows seen (so a test can
-    make sure the comparison was not between empty results only)."""
+    """Run both forms with every parameter tuple: same column names, same rows; returns the
+    number of rows seen (so a test can make sure the comparison was not between empty results)."""
     seen = 0
     for params in params_list:
-        a = rows(conn, original, params)
-        b = rows(conn, rewritten, new_params(params) if new_params else params)
+        names_a, a = named_rows(conn, original, params)
+        names_b, b = named_rows(conn, rewritten, new_params(params) if new_params else params)
+        assert names_a == names_b, (names_a, names_b)
         if ordered:
             assert a == b, (params, len(a), len(b))
         else:
