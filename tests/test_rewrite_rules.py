@@ -344,6 +344,17 @@ def test_or_across_columns_as_union_all_same_rows(session):
     assert same_results(conn, sql, r.sql, [(3, "a"), (None, "b"), (3, None)], ordered=True) > 1000
 
 
+def test_or_with_order_by_limit_same_rows_and_cheaper(session):
+    """The case where UNION ALL pays: each branch reads its index in ORDER BY order and stops."""
+    conn, db = session
+    sql = "SELECT id, kind, score FROM events WHERE kind = $1 OR score = $2 ORDER BY id LIMIT $3"
+    r = only_rewrite(db, sql, "or_to_union_all")
+    assert same_results(conn, sql, r.sql, [("a", 7, 10), ("b", 7, 25), ("z", 7, 10), ("a", None, 10),
+                                           (None, 3, 10), (None, None, 10), ("c", 2, 0)], ordered=True) > 50
+    p = proof(db, sql, r.sql)
+    assert p.kept and p.gain_pct > 50 and "Merge Append" in p.added, p
+
+
 def test_or_proof_is_reported(session):
     """Both arms indexed: PostgreSQL already combines them with a BitmapOr, and the proof says
     the rewrite does not pay (the rule is kept honest by the planner, not by hope)."""

@@ -238,7 +238,10 @@ def test_or_keeps_an_order_by_on_output_columns():
     ("SELECT id FROM users WHERE id = $1 OR id = $2", "same column"),
     ("SELECT count(*) FROM users WHERE email = $1 OR name = $2", "aggregate"),
     ("SELECT DISTINCT name FROM users WHERE email = $1 OR name = $2", "DISTINCT"),
-    ("SELECT id FROM users WHERE email = $1 OR name = $2 LIMIT 5", "LIMIT"),
+    ("SELECT id FROM users WHERE email = $1 OR name = $2 LIMIT 5", "not a unique NOT NULL key"),
+    ("SELECT id FROM users WHERE email = $1 OR name = $2 ORDER BY n LIMIT 5", "not a unique NOT NULL key"),
+    ("SELECT id FROM users WHERE email = $1 OR name = $2 ORDER BY id LIMIT 5 OFFSET 5", "LIMIT"),
+    ("SELECT id FROM users WHERE email = $1 OR name = $2 ORDER BY id FETCH FIRST 5 ROWS WITH TIES", "LIMIT"),
     ("SELECT id FROM users WHERE email = $1 OR random() < 0.5", "volatile"),
     ("SELECT id FROM users WHERE email = $1 OR id IN (SELECT user_id FROM orders)", "subquery"),
     ("SELECT u.id FROM users u JOIN orders o ON o.user_id = u.id WHERE u.email = $1 OR o.status = $2",
@@ -447,3 +450,11 @@ def test_count_subquery_in_the_select_list_keeps_its_column_name():
     assert rewritten("count_to_exists", "SELECT u.id, (SELECT count(*) FROM orders o WHERE o.user_id = u.id) > 0"
                      " FROM users u") == (
         'SELECT u.id, EXISTS (SELECT 1 FROM orders AS o WHERE o.user_id = u.id) AS "?column?" FROM users AS u')
+
+
+def test_or_with_a_unique_order_and_limit_limits_every_branch():
+    assert rewritten("or_to_union_all", "SELECT id, email FROM users WHERE email = $1 OR name = $2"
+                     " ORDER BY id DESC LIMIT $3") == (
+        "(SELECT id, email FROM users WHERE email = $1 ORDER BY id DESC LIMIT $3) UNION ALL"
+        "(SELECT id, email FROM users WHERE name = $2 AND email = $1 IS NOT TRUE ORDER BY id DESC LIMIT $3)"
+        " ORDER BY id DESC LIMIT $3")

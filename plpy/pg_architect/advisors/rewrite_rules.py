@@ -65,9 +65,13 @@ Rules and their preconditions
     ``SELECT ... WHERE A AND C UNION ALL SELECT ... WHERE B AND (A) IS NOT TRUE AND C``.  The
     branches are disjoint (``IS NOT TRUE`` also keeps the rows where A is NULL), so every row of
     t appears at most once, as in the original: no key is needed for UNION ALL (a UNION would
-    need one).  Refused with DISTINCT, GROUP BY, HAVING, aggregates, window functions, LIMIT,
-    OFFSET, FOR UPDATE, volatile functions or subqueries in the predicate (evaluated twice), or
-    an ORDER BY on anything but output columns.
+    need one).  ``ORDER BY k LIMIT n`` is kept on the union and also put in every branch (each
+    branch can then read an index in k order and stop after n rows) only when k includes a NOT
+    NULL unique key: the order is total, so the first n of the union of the branches' first n
+    are the original's n rows.  Refused with DISTINCT, GROUP BY, HAVING, aggregates, window
+    functions, OFFSET, WITH TIES, a LIMIT without such an ORDER BY, FOR UPDATE, volatile functions
+    or subqueries in the predicate (evaluated twice), or an ORDER BY on anything but output
+    columns.
 ``offset_to_keyset`` (changes the caller's code)
     ``... ORDER BY k LIMIT n OFFSET m`` becomes ``... WHERE (k) > ($last) ORDER BY k LIMIT n``:
     the caller passes the last row's key of the previous page instead of an offset.  Needs one
@@ -767,7 +771,15 @@ def _or_union(stmt, ctx: _Ctx) -> None:
     for c in conjuncts(root.whereClause):
         if not (isinstance(c, ast.BoolExpr) and c.boolop == enums.BoolExprType.OR_EXPR):
             continue
-        why = "a set operation" if root.op != enums.SetOperation.SETOP_NONE else _plain_select(root)
+        # ORDER BY ... LIMIT n (no OFFSET, no WITH TIES) is allowed when the order is total (a NOT
+        # NULL unique key among the sort columns): each branch keeps its own first n rows, and the
+        # first n of the union of those is the first n of the whole, ties cannot choose otherwise.
+        limited = root.limitCount is not None and root.limitOffset is None \
+            and root.limitOption == enums.LimitOption.LIMIT_OPTION_COUNT
+        why = "a set operation" if root.op != enums.SetOperation.SETOP_NONE else _plain_select(
+            _without_limit(root) if limited else root)
+        if limited and why is None and not _total_order(root, ctx):
+            why = "a LIMIT whose ORDER BY is not a unique NOT NULL key of the table"
         if root.sortClause and why is None:
             outs = set()
             for t in root.targetList:
@@ -809,7 +821,8 @@ def _or_union(stmt, ctx: _Ctx) -> None:
         branches = []
         for i, arm in enumerate(c.args):
             b = copy.deepcopy(root)
-            b.sortClause = None
+            if not limited:
+                b.sortClause = None
             prior = [ast.BooleanTest(arg=copy.deepcopy(p), booltesttype=enums.BoolTestType.IS_NOT_TRUE)
                      for p in c.args[:i]]
             b.whereClause = and_([copy.deepcopy(arm)] + prior + [copy.deepcopy(o) for o in others])
@@ -819,13 +832,39 @@ def _or_union(stmt, ctx: _Ctx) -> None:
             u = ast.SelectStmt(op=enums.SetOperation.SETOP_UNION, all=True, larg=u, rarg=b,
                                limitOption=enums.LimitOption.LIMIT_OPTION_DEFAULT)
         u.sortClause = root.sortClause
+        if limited:
+            u.limitCount, u.limitOption = copy.deepcopy(root.limitCount), root.limitOption
         # replace root's contents in place (the statement node is the root)
         for name in _slots(root):
             setattr(root, name, getattr(u, name, None))
         ctx.notes.append("each arm of the OR becomes one branch of a UNION ALL that can use its own index;"
                          " a later branch excludes the rows of the earlier ones with IS NOT TRUE (which also"
                          " keeps rows where they are NULL), so no row appears twice and none is lost.")
+        if limited:
+            ctx.notes.append("ORDER BY is unique, so each branch stops after LIMIT rows (an index in that"
+                             " order reads only those) and the outer ORDER BY ... LIMIT picks the same rows.")
         return
+
+
+def _without_limit(s):
+    c = copy.copy(s)
+    c.limitCount, c.limitOption = None, enums.LimitOption.LIMIT_OPTION_DEFAULT
+    return c
+
+
+def _total_order(s, ctx: _Ctx) -> bool:
+    """ORDER BY of plain columns of the one table in FROM that include a NOT NULL unique key."""
+    if not s.sortClause or len(s.fromClause or ()) != 1 or not isinstance(s.fromClause[0], ast.RangeVar):
+        return False
+    scope = Scope(s, ctx.catalog)
+    cols = set()
+    for sb in s.sortClause:
+        r = scope.resolve(sb.node)
+        if r is None or sb.useOp:
+            return False
+        cols.add(r.column.name)
+    table = scope.entries[0].table
+    return table is not None and any(set(k) <= cols for k in table.not_null_keys())
 
 
 # -- offset_to_keyset ----------------------------------------------------------------------------
