@@ -67,6 +67,9 @@ DEMO = [
     ("buyers",
      "SELECT DISTINCT u.id, u.email FROM users u JOIN orders o ON o.user_id = u.id WHERE o.status = $1",
      [("shipped",), ("nope",)], None, None),
+    ("latest_orders_of_user_or_status",
+     "SELECT id, user_id, status FROM orders WHERE user_id = $1 OR status = $2 ORDER BY id DESC LIMIT 20",
+     [(42, "pending"), (42, "nope"), (None, "pending")], None, "orders (user_id)"),
     ("orders_with_email",
      "SELECT o.id, o.total, (SELECT u.email FROM users u WHERE u.id = o.user_id) FROM orders o"
      " WHERE o.created_at > now() - interval '1 day'",

@@ -15,6 +15,18 @@ false one both drop the row, which several equivalences below need.  Columns are
 against the FROM list of the same query level; a column of the nullable side of an outer join
 is never taken as NOT NULL.
 
+Using it::
+
+    from pg_architect.advisors.rewrite_catalog import DbCatalog
+    from pg_architect.advisors.rewrite_rules import rewrite
+    from pg_architect.advisors.rewrite_proof import propose, prove_rewrite
+
+    rewrite(sql, DbCatalog(db))         # [Rewrite(rule, sql, explanation, changes_code, parameters) | Refusal]
+    kept, dropped, refused = propose(db, sql, min_gain_pct=10)   # every rewrite proven by the planner
+
+Each rule works on the original statement (rules are not chained); a Rewrite with
+``changes_code`` needs the application to change (keyset pagination, an array parameter).
+
 Rules and their preconditions
 -----------------------------
 ``sargable_date_trunc``
