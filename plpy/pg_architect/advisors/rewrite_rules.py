@@ -308,7 +308,10 @@ class Resolved:
 
     @property
     def label(self) -> str:
-        return f"{self.entry.table.name}.{self.column.name}"
+        """table.column, and the alias when the query names the table otherwise: orders.id (o)."""
+        t = self.entry.table.name
+        alias = f" ({self.entry.refname})" if self.entry.refname != t else ""
+        return f"{t}.{self.column.name}{alias}"
 
 
 class Scope:
