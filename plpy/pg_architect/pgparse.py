@@ -25,9 +25,34 @@ typed tree is stronger; pglast decides whether and what there is to read.
 from __future__ import annotations
 
 import json
+import os
+import sys
 from dataclasses import dataclass, field
 
-from pglast import parser as _pg
+
+def _import_pglast():
+    """Import pglast's parser with RTLD_DEEPBIND where the platform has it.
+
+    libpg_query is PostgreSQL's parser compiled into pglast's extension module, with the same
+    symbol names as the server (palloc, CurrentMemoryContext, raw_parser ...).  Loaded into a
+    PostgreSQL backend (PL/Python) with the default flags, its calls bind to the *server's*
+    symbols and the backend crashes (signal 11) on the first parse.  RTLD_DEEPBIND makes the
+    module use its own copies first; outside the server it changes nothing.
+    """
+    deepbind = getattr(os, "RTLD_DEEPBIND", 0)
+    if not deepbind or "pglast.parser" in sys.modules:
+        from pglast import parser
+        return parser
+    old = sys.getdlopenflags()
+    sys.setdlopenflags(os.RTLD_NOW | os.RTLD_LOCAL | deepbind)
+    try:
+        from pglast import parser
+    finally:
+        sys.setdlopenflags(old)
+    return parser
+
+
+_pg = _import_pglast()
 
 __all__ = ["Reading", "PgParseError", "read", "sqlglot_text", "relations"]
 
