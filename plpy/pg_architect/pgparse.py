@@ -145,13 +145,16 @@ def _is_param(value) -> bool:
 
 
 def _contextless(value) -> bool:
-    """A parameter, a constant, or an operator expression of only those (no column, no cast)."""
+    """A parameter, a constant, a cast of one, or an operator expression of only those (no column):
+    in `$1::date + $2` nothing tells PostgreSQL what `$2` is (integer? interval?)."""
     n = _node(value)
     if n is None:
         return False
     t, f = n
     if t in ("ParamRef", "A_Const"):
         return True
+    if t == "TypeCast":
+        return _node(f.get("arg")) is not None and _node(f.get("arg"))[0] in ("ParamRef", "A_Const")
     if t == "A_Expr" and f.get("kind") == "AEXPR_OP":
         return all(_contextless(f[s]) for s in ("lexpr", "rexpr") if s in f)
     return False

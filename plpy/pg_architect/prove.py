@@ -27,8 +27,9 @@ _TIME_MINUS_PARAM = re.compile(
     r"\s*[-+]\s*\$(\d+)\b(?!\s*::)", re.I)
 # Types tried, in order, for parameters PostgreSQL cannot type from their context: constants
 # pg_stat_statements normalised are mostly integers (`1200+11` → `$1+$2`), then decimals, text,
-# timestamps.  bigint first keeps `bigint_column = $1 + $2` indexable (numeric would not).
-FREE_PARAM_TYPES = ("bigint", "numeric", "text", "timestamptz")
+# intervals and timestamps.  bigint first keeps `bigint_column = $1 + $2` indexable (numeric
+# would not); integer next for `$1::date + $2` and `int_array <@ ARRAY[$1, $2]`.
+FREE_PARAM_TYPES = ("bigint", "integer", "numeric", "text", "interval", "timestamptz")
 # Errors a wrong or missing parameter type causes: undefined or ambiguous function/operator,
 # datatype mismatch, indeterminate datatype, invalid text representation of a constant.
 _TYPING_SQLSTATES = {"42883", "42725", "42804", "42P18", "22P02"}

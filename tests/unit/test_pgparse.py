@@ -48,7 +48,9 @@ def test_select_into_is_seen_in_a_set_operation():
         ("SELECT ARRAY[$1,$2,$3]::int[]", [1, 2, 3], []),
         ("SELECT sum(CASE WHEN a > $1 THEN $2 ELSE $3 END) FROM t", [1, 2, 3], [2, 3]),
         ("SELECT * FROM t WHERE id = $1+$2", [1, 2], [1, 2]),
-        ("SELECT $1::date + $2", [1, 2], []),
+        ("SELECT $1::date + $2", [1, 2], [2]),
+        ("SELECT * FROM t WHERE d BETWEEN $1::date AND $2::date + $3", [1, 2, 3], [3]),
+        ("SELECT * FROM t WHERE ARRAY[q] <@ ARRAY[$1,$2]", [1, 2], [1, 2]),
         ("SELECT * FROM t WHERE a = lower($1)", [1], [1]),
     ],
 )
@@ -133,10 +135,9 @@ def test_merge_is_analysed_as_a_join_of_target_and_source():
 @pytest.mark.parametrize(
     "sql, tables",
     [
-        # A join alias (PostgreSQL 14+) and OPERATOR(schema.op): sqlglot 30.30 reads neither.
+        # A join alias (PostgreSQL 14+) and COLLATION FOR: sqlglot 30.30 reads neither.
         ("SELECT o.status FROM orders o JOIN users u USING (id) AS j WHERE j.id = $1", ["orders", "users"]),
-        ("SELECT o.id FROM orders o WHERE o.user_id = OPERATOR(pg_catalog.+)($1, $2) AND o.status = $3",
-         ["orders"]),
+        ("SELECT collation for (o.status) FROM orders o WHERE o.user_id = $1", ["orders"]),
     ],
 )
 def test_statement_sqlglot_cannot_read_is_read_by_postgres(sql, tables):
