@@ -6,6 +6,7 @@ PostgreSQL normalises them (`1200+11` → `$1+$2`); then an audit reads them.
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 
 from conftest import index_cols, recommendations
@@ -91,3 +92,29 @@ def test_analyze_query_reads_the_three_reproductions(db):
              " SELECT o.* FROM orders o JOIN r ON o.user_id = r.n", ["user_id"])):
         rows = db.dicts("SELECT table_name, ddl FROM arch.analyze_query(%s)", (sql,))
         assert [index_cols(r["ddl"]) for r in rows] == expected, (sql, rows)
+
+
+def test_parse_error_inside_the_server_names_the_cause_and_the_backend_survives(db):
+    """libpg_query runs inside the backend (pglast, RTLD_DEEPBIND): an error is an error, not a crash."""
+    pid = db.value("SELECT pg_backend_pid()")
+    with pytest.raises(psycopg.errors.InvalidParameterValue) as caught:
+        db.sql("SELECT * FROM arch.analyze_query('SELECT id FROM orders WHERE user_id = ANY(ARRAY[$1,$2]::int[])"
+               " ORDER BY BY id')")
+    assert caught.value.diag.message_detail == (
+        "PostgreSQL's parser rejects the statement: syntax error at or near \"id\" (character 76: 'id')."
+        " (parse_error)")
+    assert db.value("SELECT pg_backend_pid()") == pid
+
+
+def test_merge_is_analysed(low_thresholds):
+    """Was not_supported: MERGE (PostgreSQL 15) is read as a join of its target and source."""
+    db = low_thresholds
+    db.sql("CREATE TABLE pga_stock (user_id bigint, n int)")
+    try:
+        db.sql("MERGE INTO pga_stock s USING orders o ON o.user_id = s.user_id AND o.id = 7"
+               " WHEN MATCHED THEN UPDATE SET n = s.n + 1 WHEN NOT MATCHED THEN INSERT VALUES (o.user_id, 1)")
+        db.audit()
+        o = outcome(db, "MERGE INTO pga_stock%")
+        assert (o["outcome"], o["skip_code"]) == ("analyzed", None), o
+    finally:
+        db.sql("DROP TABLE pga_stock")
