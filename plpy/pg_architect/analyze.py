@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sqlglot import exp
-
-from . import pgparse
 from sqlglot.dialects.postgres import Postgres
 from sqlglot.errors import ParseError, TokenError
 from sqlglot.tokens import TokenType
+
+from . import pgparse
 
 __all__ = [
     "Catalog",
@@ -301,7 +301,6 @@ _TYPED_PARAM = re.compile(
     r"(?<![\w$.\0\"])(?P<type>" + "|".join(_TYPE_WORDS) + r")\s+\$(?P<n>\d+)(?![\w$])",
     re.IGNORECASE,
 )
-_PARAM = re.compile(r"(?<![\w$])\$(\d+)(?![\w$])")
 # pg_stat_statements turns EXTRACT(year FROM x) into EXTRACT($1 FROM x), which does not parse:
 # the field must be a keyword. date_part($1::text, x) plans the same way.
 _EXTRACT_PARAM = re.compile(r"(?<![\w$.\0\"])extract\s*\(\s*\$(?P<n>\d+)\s+from\s+", re.IGNORECASE)
@@ -363,14 +362,6 @@ def prepare_text(sql: str) -> str:
 # Classification before parsing
 # --------------------------------------------------------------------------
 
-_UTILITY = frozenset(
-    """
-    vacuum analyze analyse copy set show reset begin start commit end rollback abort savepoint
-    release prepare execute deallocate explain listen unlisten notify grant revoke call do lock
-    truncate checkpoint discard refresh cluster reindex load fetch move close declare security
-    reassign import
-    """.split()
-)
 _DDL = frozenset("create alter drop comment".split())
 
 _TRUNCATION_TAIL_WORDS = frozenset(
@@ -1388,9 +1379,7 @@ def _analyze(sql: str, catalog: Catalog, max_length: int) -> StatementInfo:
     if reading.select_into:
         raise SkipStatement("ddl", "SELECT ... INTO creates a table; it is not analysed for indexes.")
 
-    text = pgparse.sqlglot_text(text)  # `$1+$2` → `$1 + $2`: whitespace only
-    scan = _scan(text)
-    masked = scan.masked(text)
+    text = pgparse.sqlglot_text(text)  # `$1+$2` → `$1+ $2`: whitespace only
     dialect = Postgres()
     try:
         tokens = dialect.tokenize(text)

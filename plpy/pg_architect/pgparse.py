@@ -54,14 +54,13 @@ def _import_pglast():
 
 _pg = _import_pglast()
 
-__all__ = ["Reading", "PgParseError", "read", "sqlglot_text", "relations"]
+__all__ = ["PgParseError", "Reading", "read", "relations", "sqlglot_text"]
 
 QUERY_NODES = {"SelectStmt": "select", "InsertStmt": "insert", "UpdateStmt": "update",
                "DeleteStmt": "delete", "MergeStmt": "merge"}
 # Parse nodes of schema changes (everything else that is not a query is a utility command).
 _DDL_PREFIXES = ("Create", "Alter", "Drop", "Rename", "Comment", "Define", "Index", "View",
-                 "CompositeType", "CreateEnum", "Truncate_never", "SecLabel", "AlterDefault",
-                 "ReplicaIdentity")
+                 "CompositeType", "SecLabel", "Rule")
 
 
 class PgParseError(Exception):
@@ -107,7 +106,7 @@ def read(text: str) -> Reading:
     body = first.get(node) or {}
     if node in QUERY_NODES:
         kind = QUERY_NODES[node]
-    elif node.startswith(_DDL_PREFIXES) or node in ("GrantStmt_never",):
+    elif node.startswith(_DDL_PREFIXES):
         kind = "ddl"
     else:
         kind = "utility"

@@ -8,7 +8,6 @@ from sqlglot.dialects.postgres import Postgres
 
 from pg_architect import pgparse
 from pg_architect.analyze import analyze_statement
-
 from test_analyze import FakeCatalog, skip_code, usage
 
 
@@ -141,7 +140,7 @@ def test_merge_is_analysed_as_a_join_of_target_and_source():
     ],
 )
 def test_statement_sqlglot_cannot_read_is_read_by_postgres(sql, tables):
-    with pytest.raises(Exception):
+    with pytest.raises(sqlglot.errors.ParseError):
         sqlglot.parse_one(pgparse.sqlglot_text(sql), read="postgres")
     info = analyze_statement(sql, FakeCatalog())
     assert info.reader == "postgres"
