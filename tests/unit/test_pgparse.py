@@ -153,3 +153,12 @@ def test_utility_and_ddl_come_from_the_parse_tree_even_after_a_comment():
     assert skip_code("-- migration\nCREATE TABLE x (a int)").code == "ddl"
     assert skip_code("SELECT * INTO new_t FROM orders").code == "ddl"
     assert skip_code("SELECT 1; SELECT 2").code == "multi_statement"
+
+
+def test_canonical_text_of_glued_parameters_is_normalised():
+    """The knowledge base's canonical text used to fall back to the raw text on `$1+$2`."""
+    from pg_architect import embed
+
+    c = embed.canonical_text("select id from orders where user_id = $2+$3")
+    assert c.normalized
+    assert c.sql == "SELECT id AS id FROM orders WHERE user_id = $1 + $2"
