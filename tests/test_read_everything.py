@@ -118,3 +118,14 @@ def test_merge_is_analysed(low_thresholds):
         assert (o["outcome"], o["skip_code"]) == ("analyzed", None), o
     finally:
         db.sql("DROP TABLE pga_stock")
+
+
+def test_parameters_no_candidate_type_fits_are_reported_as_such(db):
+    """When no candidate typing plans, the reason is the typing, with PostgreSQL's own error
+    (it used to be reported as a missing function)."""
+    with pytest.raises(psycopg.errors.InvalidParameterValue) as caught:
+        db.sql("SELECT * FROM arch.analyze_query('SELECT id FROM orders WHERE created_at::date = $1 + $2')")
+    detail = caught.value.diag.message_detail
+    assert detail.startswith("operator does not exist: date = bigint (PostgreSQL cannot infer the type of $1, $2;"
+                             " tried bigint, integer, numeric, text, interval, timestamptz without success)"), detail
+    assert detail.endswith("(parameter_type)")
