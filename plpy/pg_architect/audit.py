@@ -125,7 +125,7 @@ def analyze_one(db: Db, prover: prove.Prover, text: str, settings: Settings, *,
         info = analyze.analyze_statement(text, cat, max_length=settings.max_statement_length)
         if info.kind == "insert" and not info.tables:
             raise SkipStatement("not_supported", "INSERT ... VALUES has nothing an index can speed up")
-        before = prover.load(info.text, info.param_count)
+        before = prover.load(info.text, info.param_count, info.free_params)
         metas = {key: cat.table_meta(*key) for key in info.tables}
         cands = recommend.generate_candidates(info, metas, max_columns=settings.max_index_columns)
         cands = cands[: settings.max_candidates]

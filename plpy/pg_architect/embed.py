@@ -315,9 +315,10 @@ def canonical_text(sql: str, info=None, catalog=None) -> Canonical:
     cannot be parsed the text is the statement with its whitespace collapsed (``normalized``
     is False).
     """
-    from . import analyze
+    from . import analyze, pgparse
 
-    prepared = analyze.prepare_text(sql or "")
+    # `$1+$2` → `$1+ $2`: sqlglot's tokenizer fails on parameters glued together (pgparse).
+    prepared = pgparse.sqlglot_text(analyze.prepare_text(sql or ""))
     try:
         body = _normalize_sql(prepared, info, catalog)
         normalized = True

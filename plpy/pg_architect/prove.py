@@ -25,9 +25,14 @@ _PARAM_TYPE_RE = re.compile(r"parameter \$(\d+)")
 _TIME_MINUS_PARAM = re.compile(
     r"\b(?:now\s*\(\s*\)|current_timestamp|current_date|localtimestamp|clock_timestamp\s*\(\s*\))"
     r"\s*[-+]\s*\$(\d+)\b(?!\s*::)", re.I)
-# Parameters PostgreSQL leaves as unknown and then resolves to text where a number was meant:
-# arithmetic between two parameters (`$6 + $7`) and CASE results (`THEN $3 ELSE $4`, summed).
-_NUMERIC_PARAM = re.compile(r"\$(\d+)\s*[-+*/%]\s*\$(\d+)|\b(?:THEN|ELSE)\s+\$(\d+)\b(?!\s*::)", re.I)
+# Types tried, in order, for parameters PostgreSQL cannot type from their context: constants
+# pg_stat_statements normalised are mostly integers (`1200+11` → `$1+$2`), then decimals, text,
+# intervals and timestamps.  bigint first keeps `bigint_column = $1 + $2` indexable (numeric
+# would not); integer next for `$1::date + $2` and `int_array <@ ARRAY[$1, $2]`.
+FREE_PARAM_TYPES = ("bigint", "integer", "numeric", "text", "interval", "timestamptz")
+# Errors a wrong or missing parameter type causes: undefined or ambiguous function/operator,
+# datatype mismatch, indeterminate datatype, invalid text representation of a constant.
+_TYPING_SQLSTATES = {"42883", "42725", "42804", "42P18", "22P02"}
 
 _SQLSTATE_SKIPS = {
     "42P01": ("unknown_table", "a table of the statement does not exist (dropped since?)"),
@@ -225,58 +230,74 @@ class Prover:
         with self.db.subtransaction():
             self._planner(f"PREPARE {STMT}{types} AS {self.text}", rows=False)
 
-    def load(self, text: str, param_count: int) -> Plan:
-        """PREPARE the statement (inferring parameter types) and return its generic plan."""
+    def load(self, text: str, param_count: int, free_params: list[int] | tuple = ()) -> Plan:
+        """PREPARE the statement (inferring parameter types) and return its generic plan.
+
+        PostgreSQL types most parameters from their context.  When PREPARE fails because it
+        could not, the parameters nothing around them types (``free_params``, from
+        :mod:`pg_architect.pgparse`: ``$1+$2``, ``generate_series($1, $2)``, ``SELECT $1`` in a
+        recursive CTE) are declared as each of :data:`FREE_PARAM_TYPES` in turn, the others left
+        ``unknown``; ``$1 IS NULL`` (no type at all) is declared text.  A statement no typing
+        makes plannable is skipped with PostgreSQL's first error and what was tried.
+        """
         if several_statements(text):
             raise SkipStatement("multi_statement", "the text holds more than one statement")
         self.text = text
-        self.types = []
-        attempts = 0
-        while True:
+        n_max = max([param_count, *free_params]) if (param_count or free_params) else 0
+        interval_params = [int(x) for x in _TIME_MINUS_PARAM.findall(text)]
+        plans: list[dict[int, str]] = [{}]
+        if interval_params:
+            plans.append({n: "interval" for n in interval_params})
+        for t in FREE_PARAM_TYPES if free_params else ():
+            plans.append({n: t for n in free_params})
+        first_error: DbError | None = None
+        for plan in plans:
             try:
-                self._prepare()
-                break
+                self._prepare_typed(plan, n_max)
+                return self.explain()
             except DbError as exc:
                 if exc.sqlstate == QUERY_CANCELED:
                     raise
+                if first_error is None:
+                    first_error = exc
+                if exc.sqlstate not in _TYPING_SQLSTATES:
+                    break
+        exc = first_error
+        assert exc is not None
+        tried = ""
+        if free_params and exc.sqlstate in _TYPING_SQLSTATES:
+            names = ", ".join(f"${n}" for n in free_params)
+            tried = (f" (PostgreSQL cannot infer the type of {names}; tried "
+                     f"{', '.join(FREE_PARAM_TYPES)} without success)")
+            raise SkipStatement("parameter_type", f"{str(exc).splitlines()[0]}{tried}") from None
+        code, reason = _SQLSTATE_SKIPS.get(exc.sqlstate or "", ("plan_error", "PostgreSQL cannot plan it"))
+        raise SkipStatement(code, f"{reason}: {str(exc).splitlines()[0]}") from None
+
+    def _prepare_typed(self, plan: dict[int, str], n_max: int) -> None:
+        """PREPARE with the parameter types of ``plan`` ($n → type, others unknown); a parameter
+        PostgreSQL still cannot type at all (`$1 IS NULL`) is declared text."""
+        self.types = []
+        if plan:
+            self.types = ["unknown"] * max(n_max, max(plan))
+            for n, t in plan.items():
+                self.types[n - 1] = t
+        for _ in range(max(n_max, 1) + 1):
+            try:
+                self._prepare()
+                return
+            except DbError as exc:
                 m = _PARAM_TYPE_RE.search(str(exc))
-                if exc.sqlstate == INDETERMINATE_DATATYPE and m and attempts < max(param_count, 1) + 1:
-                    # PostgreSQL cannot infer this parameter's type (`$1 IS NULL`): declare it
-                    # text and leave the others `unknown`, which lets their context decide.
-                    n = int(m.group(1))
-                    if not self.types:
-                        self.types = ["unknown"] * max(param_count, n)
-                    while len(self.types) < n:
-                        self.types.append("unknown")
-                    self.types[n - 1] = "text"
-                    attempts += 1
-                    continue
-                interval_params = [int(x) for x in _TIME_MINUS_PARAM.findall(self.text)]
-                if exc.sqlstate == "42883" and interval_params and "interval" not in self.types:
-                    n_max = max([param_count] + interval_params)
-                    if not self.types:
-                        self.types = ["unknown"] * n_max
-                    while len(self.types) < n_max:
-                        self.types.append("unknown")
-                    for n in interval_params:
-                        self.types[n - 1] = "interval"
-                    attempts += 1
-                    continue
-                numeric_params = sorted({int(x) for grp in _NUMERIC_PARAM.findall(self.text) for x in grp if x})
-                if exc.sqlstate in ("42883", "42725") and numeric_params and "numeric" not in self.types:
-                    n_max = max([param_count] + numeric_params)
-                    if not self.types:
-                        self.types = ["unknown"] * n_max
-                    while len(self.types) < n_max:
-                        self.types.append("unknown")
-                    for n in numeric_params:
-                        if self.types[n - 1] == "unknown":
-                            self.types[n - 1] = "numeric"
-                    attempts += 1
-                    continue
-                code, reason = _SQLSTATE_SKIPS.get(exc.sqlstate or "", ("plan_error", "PostgreSQL cannot plan it"))
-                raise SkipStatement(code, f"{reason}: {str(exc).splitlines()[0]}") from None
-        return self.explain()
+                if exc.sqlstate != INDETERMINATE_DATATYPE or not m:
+                    raise
+                n = int(m.group(1))
+                if not self.types:
+                    self.types = ["unknown"] * max(n_max, n)
+                while len(self.types) < n:
+                    self.types.append("unknown")
+                if self.types[n - 1] == "text":
+                    raise
+                self.types[n - 1] = "text"
+        self._prepare()
 
     def explain(self, reprepare: bool = False) -> Plan:
         if reprepare:

@@ -16,7 +16,8 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 
-from pglast import parse_sql
+from .. import pgparse  # noqa: F401  (loads pglast with RTLD_DEEPBIND first)
+from pglast import parse_sql  # noqa: E402
 
 from ..db import QUERY_CANCELED, Db, DbError
 from .rewrite_catalog import DbCatalog

@@ -122,7 +122,10 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from pglast import ast, enums, parse_sql
+# pgparse loads pglast's parser first, with RTLD_DEEPBIND: imported plainly inside a PostgreSQL
+# backend, libpg_query binds to the server's own symbols and crashes it.
+from .. import pgparse  # noqa: F401  (import order matters)
+from pglast import ast, enums, parse_sql  # noqa: E402
 from pglast.parser import ParseError
 from pglast.stream import RawStream
 
