@@ -37,6 +37,7 @@ Run by every audit right after its workload snapshot:
 from __future__ import annotations
 
 from .db import Db, DbError, QUERY_CANCELED
+from .guard import Notes, guarded
 
 _SIGNATURE = ("substr({d}, strpos({d}, ' ON ' || quote_ident({s}) || '.' || quote_ident({t}) || ' USING ') + 4)")
 
@@ -45,55 +46,78 @@ def _sig(defn: str, schema: str, table: str) -> str:
     return _SIGNATURE.format(d=defn, s=schema, t=table)
 
 
-def sign_recommendations(db: Db, prover) -> int:
+def sign_recommendations(db: Db, prover, notes: Notes | None = None) -> int:
     """Store the definition signature of index recommendations that have none yet."""
     recs = db.query("SELECT id, schema_name::text AS schema_name, table_name::text AS table_name, hypo_ddl"
                     " FROM arch.recommendation WHERE kind = 'index' AND index_signature IS NULL"
                     " AND hypo_ddl IS NOT NULL AND status NOT IN ('applied', 'superseded')")
     n = 0
     for r in recs:
-        try:
-            oid, _name = prover.create_hypothetical(r["hypo_ddl"])
-        except DbError as exc:
-            if exc.sqlstate == QUERY_CANCELED:
-                raise
-            continue  # the table is gone or changed: try again next audit
-        try:
-            sig = db.scalar(f"SELECT {_sig(f'{prover.h}.hypopg_get_indexdef($1::bigint::oid)', '$2::text', '$3::text')}",
-                            [oid, r["schema_name"], r["table_name"]])
-        finally:
-            prover.drop_hypothetical(oid)
-        if sig:
-            db.execute("UPDATE arch.recommendation SET index_signature = $2 WHERE id = $1", [r["id"], sig])
+        if guarded(db, notes, f"signing recommendation {r['id']} ({r['schema_name']}.{r['table_name']})",
+                   _sign_one, db, prover, r, default=False):
             n += 1
     return n
 
 
-_MATCHES = f"""
-SELECT DISTINCT ON (r.id) r.id, ic.relname::text AS index_name
-FROM arch.recommendation r
-JOIN pg_index i ON i.indrelid = to_regclass(format('%I.%I', r.schema_name, r.table_name))
-               AND i.indisvalid AND i.indisready
+def _sign_one(db: Db, prover, r: dict) -> bool:
+    try:
+        oid, _name = prover.create_hypothetical(r["hypo_ddl"])
+    except DbError as exc:
+        if exc.sqlstate == QUERY_CANCELED:
+            raise
+        return False  # the table is gone or changed: try again next audit
+    try:
+        sig = db.scalar(f"SELECT {_sig(f'{prover.h}.hypopg_get_indexdef($1::bigint::oid)', '$2::text', '$3::text')}",
+                        [oid, r["schema_name"], r["table_name"]])
+    finally:
+        prover.drop_hypothetical(oid)
+    if sig:
+        db.execute("UPDATE arch.recommendation SET index_signature = $2 WHERE id = $1", [r["id"], sig])
+        return True
+    return False
+
+
+# Index definitions compared without the name and without ONLY: the index of a partitioned table
+# prints as ``ON ONLY schema.table``. The table is found by name in pg_class (not to_regclass(),
+# which needs USAGE on its schema).
+_MATCH = f"""
+SELECT ic.relname::text AS index_name
+FROM pg_namespace n
+JOIN pg_class t ON t.relnamespace = n.oid AND t.relname = $2
+JOIN pg_index i ON i.indrelid = t.oid AND i.indisvalid AND i.indisready
 JOIN pg_class ic ON ic.oid = i.indexrelid
-WHERE r.kind = 'index' AND r.status NOT IN ('applied', 'superseded') AND r.index_signature IS NOT NULL
-  AND {_sig('pg_get_indexdef(i.indexrelid)', 'r.schema_name::text', 'r.table_name::text')} = r.index_signature
-ORDER BY r.id, ic.oid
+WHERE n.nspname = $1
+  AND {_sig("replace(pg_get_indexdef(i.indexrelid), ' ON ONLY ', ' ON ')", '$1', '$2')} = $3
+ORDER BY ic.oid LIMIT 1
 """
 
 
-def detect_applied(db: Db, snap) -> list[int]:
-    """Mark recommendations whose index now exists (by definition) as applied."""
+def detect_applied(db: Db, snap, notes: Notes | None = None) -> list[int]:
+    """Mark recommendations whose index now exists (by definition) as applied; one
+    recommendation at a time (an error on one is a note, the others carry on)."""
+    recs = db.query("SELECT id, schema_name::text AS schema_name, table_name::text AS table_name, index_signature"
+                    " FROM arch.recommendation WHERE kind = 'index' AND status NOT IN ('applied', 'superseded')"
+                    " AND index_signature IS NOT NULL ORDER BY id")
     out = []
-    for m in db.query(_MATCHES):
-        db.execute(
-            "UPDATE arch.recommendation SET status = 'applied', applied_at = clock_timestamp(), applied_index = $2,"
-            " applied_snapshot_id = $3, applied_prev_snapshot_id = $4::text::bigint, updated_at = now(),"
-            " outcome_detail = 'index ' || quote_ident($2) || ' seen at ' || to_char(clock_timestamp(),"
-            " 'YYYY-MM-DD HH24:MI') || '; waiting for the statements to run after it'"
-            " WHERE id = $1",
-            [m["id"], m["index_name"], snap.id, None if snap.prev_id is None else str(snap.prev_id)])
-        out.append(int(m["id"]))
+    for r in recs:
+        if guarded(db, notes, f"applied-index detection for recommendation {r['id']} "
+                              f"({r['schema_name']}.{r['table_name']})", _detect_one, db, snap, r, default=False):
+            out.append(int(r["id"]))
     return out
+
+
+def _detect_one(db: Db, snap, r: dict) -> bool:
+    name = db.scalar(_MATCH, [r["schema_name"], r["table_name"], r["index_signature"]])
+    if name is None:
+        return False
+    db.execute(
+        "UPDATE arch.recommendation SET status = 'applied', applied_at = clock_timestamp(), applied_index = $2,"
+        " applied_snapshot_id = $3, applied_prev_snapshot_id = $4::text::bigint, updated_at = now(),"
+        " outcome_detail = 'index ' || quote_ident($2) || ' seen at ' || to_char(clock_timestamp(),"
+        " 'YYYY-MM-DD HH24:MI') || '; waiting for the statements to run after it'"
+        " WHERE id = $1",
+        [r["id"], name, snap.id, None if snap.prev_id is None else str(snap.prev_id)])
+    return True
 
 
 _COUNTERS = ("SELECT calls, total_exec_time AS exec_ms, total_plan_time AS plan_ms FROM arch.snapshot_statement"
@@ -143,7 +167,7 @@ def classify(gain_pct: float, index_scans: int | None, min_gain_pct: float) -> s
     return "no_gain"
 
 
-def measure(db: Db, ks) -> int:
+def measure(db: Db, ks, notes: Notes | None = None) -> int:
     """Measure (or re-measure) the outcome of applied recommendations; returns how many."""
     recs = db.query(
         "SELECT r.id, r.schema_name::text AS schema_name, r.applied_index::text AS applied_index,"
@@ -154,7 +178,8 @@ def measure(db: Db, ks) -> int:
         [ks.outcome_window])
     done = 0
     for r in recs:
-        if _measure_one(db, ks, r):
+        if guarded(db, notes, f"measuring the outcome of recommendation {r['id']}", _measure_one, db, ks, r,
+                   default=False):
             done += 1
     return done
 
@@ -225,16 +250,16 @@ def _measure_one(db: Db, ks, r: dict) -> bool:
     return True
 
 
-def update(db: Db, snap, prover, ks) -> dict:
+def update(db: Db, snap, prover, ks, notes: Notes | None = None) -> dict:
     """The outcome step of an audit: sign, detect applied indexes, measure outcomes."""
     saved = db.scalar("SELECT current_setting('search_path')")
     # pg_get_indexdef() qualifies function names that are not on the search_path: compare both
     # sides under the same one.
     db.execute("SELECT set_config('search_path', 'pg_catalog, pg_temp', true)")
     try:
-        signed = sign_recommendations(db, prover)
-        applied = detect_applied(db, snap)
-        measured = measure(db, ks)
+        signed = sign_recommendations(db, prover, notes)
+        applied = detect_applied(db, snap, notes)
+        measured = measure(db, ks, notes)
     finally:
         db.execute("SELECT set_config('search_path', $1, true)", [saved])
     return {"signed": signed, "applied_detected": len(applied), "outcomes_measured": measured}
