@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 
 from . import analyze, prove, recommend, workflow, workload
-from . import guard, knowledge, outcomes
+from . import guard, index_ddl, knowledge, outcomes
 from .analyze import SkipStatement
 from .catalog import PgCatalog, _split_search_path, search_path_for
 from .db import LOCK_NOT_AVAILABLE, QUERY_CANCELED, Db, DbError, UserError
@@ -356,8 +356,13 @@ def _store(db: Db, run_id: int, merged: dict, recall: knowledge.Recall | None = 
     new = updated = 0
     for fp, m in merged.items():
         c = m["best"].candidate
-        inserted = guard.guarded(db, notes, f"storing the index on {c.schema}.{c.table}",
-                                 _store_one, db, run_id, fp, m, recall)
+        try:
+            inserted = guard.guarded(db, notes, f"storing the index on {c.schema}.{c.table}",
+                                     _store_one, db, run_id, fp, m, recall)
+        except index_ddl.NotIndexable as exc:
+            if notes is not None:
+                notes.add(db, f"no index proposed on {c.schema}.{c.table}", exc)
+            continue
         if inserted is True:
             new += 1
         elif inserted is False:
@@ -370,6 +375,7 @@ def _store_one(db: Db, run_id: int, fp: str, m: dict, recall) -> bool:
     p: Proven = m["best"]
     st = m["stmt"]
     c = p.candidate
+    ddl, rollback = index_ddl.for_candidate(db, c)  # the partitioned-table procedure where needed
     row = db.one(
         "INSERT INTO arch.recommendation AS r (fingerprint, kind, index_kind, schema_name, table_name,"
         " index_name, definition, ddl, hypo_ddl, rollback_ddl, columns, rationale, queryid, query, calls,"
@@ -380,6 +386,8 @@ def _store_one(db: Db, run_id: int, fp: str, m: dict, recall) -> bool:
         " ON CONFLICT (fingerprint) DO UPDATE SET last_audit_run_id = EXCLUDED.last_audit_run_id,"
         "   times_seen = r.times_seen + 1, updated_at = now(),"
         "   rationale = CASE WHEN r.status = 'proposed' THEN EXCLUDED.rationale ELSE r.rationale END,"
+        "   ddl = CASE WHEN r.status = 'proposed' THEN EXCLUDED.ddl ELSE r.ddl END,"
+        "   rollback_ddl = CASE WHEN r.status = 'proposed' THEN EXCLUDED.rollback_ddl ELSE r.rollback_ddl END,"
         "   queryid = CASE WHEN r.status = 'proposed' THEN EXCLUDED.queryid ELSE r.queryid END,"
         "   query = CASE WHEN r.status = 'proposed' THEN EXCLUDED.query ELSE r.query END,"
         "   calls = CASE WHEN r.status = 'proposed' THEN EXCLUDED.calls ELSE r.calls END,"
@@ -395,7 +403,7 @@ def _store_one(db: Db, run_id: int, fp: str, m: dict, recall) -> bool:
         "                        ELSE r.confidence_factors END,"
         "   plan_changes = CASE WHEN r.status = 'proposed' THEN EXCLUDED.plan_changes ELSE r.plan_changes END"
         " RETURNING id, (xmax = 0) AS inserted",
-        [fp, c.kind, c.schema, c.table, c.name(), c.ddl(), c.hypo_sql(), c.rollback_ddl(),
+        [fp, c.kind, c.schema, c.table, c.name(), ddl, c.hypo_sql(), rollback,
          "{" + ",".join('"%s"' % k.replace("\\", "\\\\").replace('"', '\\"') for k in c.columns()) + "}",
          p.rationale, st.queryid, st.query, st.calls, st.total_time_ms, st.share, p.cost_before,
          p.cost_after, min(p.gain_pct, 100.0), p.size_bytes, m["benefit"], p.confidence, p.factors,
@@ -443,8 +451,13 @@ def analyze_query(db: Db, text: str | None, search_path: str | None = None) -> l
                   f"{settings.min_gain_pct:g} % or more ({res.candidates_tested} candidates costed)")
     out = []
     for p in sorted(res.proven, key=lambda p: -p.gain_pct):
+        try:
+            ddl = index_ddl.for_candidate(db, p.candidate)[0]
+        except index_ddl.NotIndexable as exc:
+            db.notice(f"pg_architect: no index on {p.candidate.schema}.{p.candidate.table}: {exc}")
+            continue
         out.append({"table_name": f"{p.candidate.schema}.{p.candidate.table}", "index_kind": p.candidate.kind,
-                    "ddl": p.candidate.ddl(), "cost_before": p.cost_before, "cost_after": p.cost_after,
+                    "ddl": ddl, "cost_before": p.cost_before, "cost_after": p.cost_after,
                     "est_gain_pct": round(p.gain_pct, 2), "est_size_bytes": p.size_bytes,
                     "confidence": round(p.confidence, 3), "plan_changes": p.changes, "rationale": p.rationale})
     return out
