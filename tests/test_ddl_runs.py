@@ -107,14 +107,15 @@ def audited(low_thresholds, dsn):
 
 
 def index_state(db, schema: str, name: str) -> dict | None:
-    return db.dicts(
+    rows = db.dicts(
         "SELECT i.indexrelid::regclass::text AS index, i.indisvalid AS valid, c.relkind::text AS kind,"
         " (SELECT count(*) FROM pg_partition_tree(i.indexrelid) t WHERE t.isleaf) AS leaf_indexes,"
         " (SELECT count(*) FROM pg_partition_tree(i.indrelid) t WHERE t.isleaf) AS leaf_tables,"
-        " (SELECT bool_and(x.indisvalid) FROM pg_partition_tree(i.indexrelid) t"
-        "   JOIN pg_index x ON x.indexrelid = t.relid) AS all_valid"
+        " coalesce((SELECT bool_and(x.indisvalid) FROM pg_partition_tree(i.indexrelid) t"
+        "   JOIN pg_index x ON x.indexrelid = t.relid), true) AS all_valid"
         " FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE n.nspname = %s AND c.relname = %s", (schema, name))[0:1] or [None]
+        " WHERE n.nspname = %s AND c.relname = %s", (schema, name))
+    return rows[0] if rows else None
 
 
 def indexes_in_test_schemas(db) -> set[str]:
