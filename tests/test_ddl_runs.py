@@ -239,3 +239,32 @@ def test_partial_and_expression_ddl_quotes_correctly(audited, dsn, keys, where, 
         apply_file(dsn, cand.rollback_ddl() + ";\n")
         assert indexes_in_test_schemas(db) == baseline
         assert index_ddl.statements(cand.ddl()) == [cand.ddl()]
+
+
+def test_foreign_table_partition_refused_by_the_sidecar(audited, dsn):
+    """A foreign-table partition cannot have an index, so the parent's ON ONLY index could never
+    become valid: once one is attached, the sidecar refuses the recommendation's pull request."""
+    from pg_architect import github_pr
+    from pg_architect.db import PsycopgDb
+    from pg_architect.workflow import TaskError
+
+    import psycopg
+
+    db = audited
+    rec_id = db.value("SELECT id FROM arch.recommendation WHERE table_name = 'events' LIMIT 1")
+    db.sql("CREATE EXTENSION IF NOT EXISTS file_fdw")
+    db.sql("CREATE SERVER pga_files FOREIGN DATA WRAPPER file_fdw")
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            pdb = PsycopgDb(conn)
+            github_pr.validate_ddl(pdb, github_pr.load_recommendation(pdb, rec_id))  # fine so far
+            db.sql("CREATE FOREIGN TABLE pga_ddl.events_old PARTITION OF pga_ddl.events"
+                   " FOR VALUES FROM (MINVALUE) TO ('2024-01-01') SERVER pga_files"
+                   " OPTIONS (filename '/dev/null', format 'csv')")
+            with pytest.raises(TaskError, match="events_old is a foreign table") as err:
+                github_pr.validate_ddl(pdb, github_pr.load_recommendation(pdb, rec_id))
+            assert err.value.refused
+    finally:
+        db.sql("DROP FOREIGN TABLE IF EXISTS pga_ddl.events_old")
+        db.sql("DROP SERVER pga_files")
+        db.sql("DROP EXTENSION file_fdw")

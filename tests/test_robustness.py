@@ -198,3 +198,20 @@ def test_cli_audit_skips_a_locked_table(low_thresholds, dsn):
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     assert db.value("SELECT count(*) FROM arch.skipped_statements WHERE code = 'locked'") >= 1
+
+
+def test_analyze_query_does_not_wait_on_a_locked_table(low_thresholds, dsn):
+    db = low_thresholds
+    db.sql("UPDATE arch.settings SET lock_timeout = '300 ms'")
+    holder = Session(dsn)
+    try:
+        holder.sql("BEGIN")
+        holder.sql("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+        db.sql(f"SET statement_timeout = '{HANG_GUARD}'")
+        with pytest.raises(psycopg.errors.InvalidParameterValue) as err:
+            db.sql("SELECT * FROM arch.analyze_query('SELECT * FROM users WHERE email = $1')")
+        assert "(locked)" in err.value.diag.message_detail
+    finally:
+        holder.sql("ROLLBACK")
+        holder.close()
+    assert db.value("SHOW lock_timeout") == "0"

@@ -426,6 +426,11 @@ def analyze_query(db: Db, text: str | None, search_path: str | None = None) -> l
         raise UserError("arch.analyze_query: the statement is empty",
                         hint="Pass one SQL statement, e.g. SELECT arch.analyze_query('SELECT * FROM t WHERE id = $1').",
                         sqlstate="22023")
+    with guard.lock_timeout(db):  # as the audit: never wait long for another session's lock
+        return _analyze_query(db, text, search_path)
+
+
+def _analyze_query(db: Db, text: str, search_path: str | None) -> list[dict]:
     settings = load_settings(db)
     db.execute("SELECT set_config('plan_cache_mode', 'force_generic_plan', true)")
     prover = prove.Prover(db)

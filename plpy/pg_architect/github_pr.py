@@ -95,7 +95,10 @@ def validate_ddl(db: Db, rec: dict):
     recommendation, on existing columns, with a name free in its schema; returns its tree.
     On a partitioned table: exactly the documented procedure for its partitions now (see
     :mod:`pg_architect.index_ddl`); returns that :class:`index_ddl.Procedure`."""
-    tree = index_ddl.partitions(db, rec["schema_name"], rec["table_name"])
+    try:
+        tree = index_ddl.partitions(db, rec["schema_name"], rec["table_name"])
+    except index_ddl.NotIndexable as exc:
+        raise _refuse(f"{exc}: it cannot have an index, so the partitioned table's never becomes valid") from None
     if tree is None:
         if " ON ONLY " in rec["ddl"] or len(index_ddl.statements(rec["ddl"])) > 1:
             raise _refuse(f"{rec['schema_name']}.{rec['table_name']} is not partitioned: the DDL must be one statement")
@@ -103,7 +106,7 @@ def validate_ddl(db: Db, rec: dict):
     try:
         proc = index_ddl.procedure(rec["schema_name"], rec["table_name"], rec["index_name"],
                                    rec.get("definition") or "", tree)
-    except (ValueError, index_ddl.NotIndexable) as exc:
+    except ValueError as exc:
         raise _refuse(str(exc)) from None
     # The index itself (columns, expressions, predicate, name) is checked as for a plain table.
     _validate_create(db, rec, f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {quote_ident(rec['index_name'])} "
