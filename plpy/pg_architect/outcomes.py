@@ -77,17 +77,22 @@ def _sign_one(db: Db, prover, r: dict) -> bool:
     return False
 
 
-# Index definitions compared without the name and without ONLY: the index of a partitioned table
-# prints as ``ON ONLY schema.table``. The table is found by name in pg_class (not to_regclass(),
-# which needs USAGE on its schema).
+# Index definitions compared from ``USING`` on (the table is matched by name in pg_class, not
+# with to_regclass(), which needs USAGE on its schema; the index of a partitioned table prints as
+# ``ON ONLY``), without double quotes: hypopg_get_indexdef() does not quote identifiers
+# (``btree (order, kind)``, ``Kundenübersicht``) where pg_get_indexdef() does.
+def _using(expr: str) -> str:
+    return f"replace(substr({expr}, strpos({expr}, ' USING ')), '\"', '')"
+
+
 _MATCH = f"""
 SELECT ic.relname::text AS index_name
 FROM pg_namespace n
 JOIN pg_class t ON t.relnamespace = n.oid AND t.relname = $2
 JOIN pg_index i ON i.indrelid = t.oid AND i.indisvalid AND i.indisready
 JOIN pg_class ic ON ic.oid = i.indexrelid
-WHERE n.nspname = $1
-  AND {_sig("replace(pg_get_indexdef(i.indexrelid), ' ON ONLY ', ' ON ')", '$1', '$2')} = $3
+WHERE n.nspname = $1 AND strpos($3, ' USING ') > 0
+  AND {_using('pg_get_indexdef(i.indexrelid)')} = {_using('$3')}
 ORDER BY ic.oid LIMIT 1
 """
 
