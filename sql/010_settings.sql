@@ -32,3 +32,5 @@ COMMENT ON TABLE arch.python_env IS
 'Where PL/Python imports the pg_architect package from, and its version. Written only by `pg-architect install` (superuser); no other role may change it.';
 COMMENT ON TABLE arch.migration IS
 'Run-once schema migrations applied to this database, with the SHA-256 of each file.';
+
+COMMENT ON COLUMN arch.settings.lock_timeout IS 'lock_timeout for everything an audit does (0: wait forever); a statement whose table is locked longer is skipped with reason locked, a locked object of another step becomes a note in arch.audit_runs.';

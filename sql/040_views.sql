@@ -48,11 +48,11 @@ SELECT a.id, a.status, a.started_at, a.finished_at,
        a.window_start, a.window_end, a.stats_reset_detected,
        a.statements_seen, a.statements_selected, a.statements_analyzed,
        a.statements_skipped AS skipped, a.candidates_tested,
-       a.recommendations_new, a.recommendations_updated, a.run_by, a.host, a.error
+       a.recommendations_new, a.recommendations_updated, a.run_by, a.host, a.error, a.notes
 FROM arch.audit_run a
 ORDER BY a.id DESC;
 COMMENT ON VIEW arch.audit_runs IS
-'One row per audit: its workload window, how many statements it selected, analysed and skipped, and what it recommended.';
+'One row per audit: its workload window, how many statements it selected, analysed and skipped, what it recommended, and notes on objects a step could not handle (permission denied, lock timeout ...).';
 
 CREATE VIEW arch.skipped_statements WITH (security_barrier) AS
 SELECT s.audit_run_id, s.queryid, s.skip_code AS code, arch.visible_text(s.userid, s.skip_reason) AS reason,

@@ -20,10 +20,10 @@ import time
 from dataclasses import dataclass, field
 
 from . import analyze, prove, recommend, workflow, workload
-from . import knowledge, outcomes, security
+from . import guard, index_ddl, knowledge, outcomes, security
 from .analyze import SkipStatement
 from .catalog import PgCatalog, _split_search_path, search_path_for
-from .db import QUERY_CANCELED, Db, DbError, UserError
+from .db import LOCK_NOT_AVAILABLE, QUERY_CANCELED, Db, DbError, UserError
 from .db import load_settings as db_load_settings
 
 AUDIT_LOCK = 7237858263748198400
@@ -225,7 +225,15 @@ def _rationale(cand, before, after, gain, size, act, share, calls, total_ms, cha
 
 
 def run_audit(db: Db) -> dict:
-    """Run a full audit and return its summary (also stored in arch.audit_run)."""
+    """Run a full audit and return its summary (also stored in arch.audit_run).
+
+    Everything it does runs under ``arch.settings.lock_timeout`` (restored after): it never
+    waits long for a lock another session holds."""
+    with guard.lock_timeout(db):
+        return _audit(db)
+
+
+def _audit(db: Db) -> dict:
     t_start = time.monotonic()
     settings = load_settings(db)
     if not db.scalar(f"SELECT pg_try_advisory_xact_lock({AUDIT_LOCK})"):
@@ -269,8 +277,9 @@ def _run(db: Db, settings: Settings, prover: prove.Prover, run_id: int, t_start:
                 str(snap.taken_at), bool(snap.reset), totals["window_total_ms"], totals["statements_seen"],
                 len(selected)])
     t = time.monotonic()
+    notes = guard.Notes()  # per-object failures of the steps below: recorded, the audit carries on
     recall = knowledge.Recall(db, run_id)  # steps 2 and 6: recall and outcomes
-    known = outcomes.update(db, snap, prover, recall.ks, plan_as)
+    known = outcomes.update(db, snap, prover, recall.ks, plan_as, notes)
     timings["outcomes_ms"] = (time.monotonic() - t) * 1000
     merged: dict[str, dict] = {}
     analyzed = skipped = tested = 0
@@ -293,7 +302,11 @@ def _run(db: Db, settings: Settings, prover: prove.Prover, run_id: int, t_start:
         except DbError as exc:
             if exc.sqlstate == QUERY_CANCELED:
                 raise
-            outcome, code, reason = "skipped", "error", f"unexpected error: {str(exc).splitlines()[0]}"
+            if exc.sqlstate == LOCK_NOT_AVAILABLE:
+                outcome, code, reason = "skipped", "locked", ("a table of the statement is locked by another "
+                                                              f"session (lock_timeout): {str(exc).splitlines()[0]}")
+            else:
+                outcome, code, reason = "skipped", "error", f"unexpected error: {str(exc).splitlines()[0]}"
         finally:
             prover.run_as = None
             prover.reset()
@@ -305,7 +318,8 @@ def _run(db: Db, settings: Settings, prover: prove.Prover, run_id: int, t_start:
             tested += res.candidates_tested
             if res.note:
                 reason = res.note
-            res.proven = recall.review(st, res)  # rejected ones skipped, confidence from history
+            res.proven = guard.guarded(db, notes, f"knowledge recall for queryid {st.queryid}",
+                                       recall.review, st, res, default=[])  # rejected ones skipped, history
             for p in res.proven:
                 fp = p.candidate.definition()
                 benefit = p.gain_pct / 100.0 * st.total_time_ms
@@ -328,80 +342,102 @@ def _run(db: Db, settings: Settings, prover: prove.Prover, run_id: int, t_start:
              len(res.proven) if res else 0, dur])
     db.progress(len(selected), len(selected), "done")
     timings["analyze_ms"] = (time.monotonic() - t) * 1000
-    new, updated = _store(db, run_id, merged, recall)
+    new, updated = _store(db, run_id, merged, recall, notes)
     known.update(recall.summary())
-    queued = workflow.after_audit(db, run_id)  # explain / open_pr requests for the sidecar, superseded
-    pruned = workload.prune(db, settings.snapshot_retention)
+    # explain / open_pr requests for the sidecar, superseded
+    queued = guard.guarded(db, notes, "queueing sidecar requests", workflow.after_audit, db, run_id,
+                           default={"superseded": 0, "explain_requests": 0, "pr_requests": 0})
+    pruned = guard.guarded(db, notes, "pruning old snapshots", workload.prune, db, settings.snapshot_retention,
+                           default=0)
     duration = (time.monotonic() - t_start) * 1000
     timings["total_ms"] = duration
     summary = {"run_id": run_id, "statements_seen": totals["statements_seen"],
                "statements_selected": len(selected), "statements_analyzed": analyzed, "skipped": skipped,
                "candidates_tested": tested, "recommendations_new": new, "recommendations_updated": updated,
                "window": window_desc, "snapshots_pruned": pruned, "duration_ms": round(duration, 1),
-               "knowledge": known,
+               "knowledge": known, "notes": list(notes),
                **queued}
     db.execute("UPDATE arch.audit_run SET status = 'ok', finished_at = clock_timestamp(), statements_analyzed = $2,"
                " statements_skipped = $3, candidates_tested = $4, recommendations_new = $5,"
                " recommendations_updated = $6, duration_ms = $7, timings = $8::jsonb WHERE id = $1",
                [run_id, analyzed, skipped, tested, new, updated, duration, timings])
-    db.execute("UPDATE arch.audit_run SET knowledge = $2::jsonb WHERE id = $1", [run_id, known])
+    db.execute("UPDATE arch.audit_run SET knowledge = $2::jsonb, notes = ARRAY(SELECT jsonb_array_elements_text($3::jsonb))"
+               " WHERE id = $1", [run_id, known, list(notes)])
     db.notice(f"pg_architect: audit {run_id} done in {duration / 1000:.1f} s: {analyzed} analysed, "
-              f"{skipped} skipped, {new} new and {updated} updated recommendations")
+              f"{skipped} skipped, {new} new and {updated} updated recommendations"
+              + (f", {len(notes)} note{'' if len(notes) == 1 else 's'} (arch.audit_runs)" if notes else ""))
     return summary
 
 
-def _store(db: Db, run_id: int, merged: dict, recall: knowledge.Recall | None = None) -> tuple[int, int]:
+def _store(db: Db, run_id: int, merged: dict, recall: knowledge.Recall | None = None,
+           notes: guard.Notes | None = None) -> tuple[int, int]:
     new = updated = 0
     for fp, m in merged.items():
-        p: Proven = m["best"]
-        st = m["stmt"]
-        c = p.candidate
-        row = db.one(
-            "INSERT INTO arch.recommendation AS r (fingerprint, kind, index_kind, schema_name, table_name,"
-            " index_name, definition, ddl, hypo_ddl, rollback_ddl, columns, rationale, queryid, query, calls,"
-            " total_time_ms, time_share, cost_before, cost_after, est_gain_pct, est_size_bytes, benefit_ms,"
-            " confidence, confidence_factors, plan_changes, first_audit_run_id, last_audit_run_id, userid)"
-            " VALUES (md5($1), 'index', $2, $3, $4, $5, $1, $6, $7, $8, $9::text::text[], $10, $11, $12, $13,"
-            " $14, $15, $16, $17, $18, $19::text::bigint, $20, $21, $22::jsonb, $23::jsonb, $24, $24,"
-            " $25::bigint::oid)"
-            " ON CONFLICT (fingerprint) DO UPDATE SET last_audit_run_id = EXCLUDED.last_audit_run_id,"
-            "   times_seen = r.times_seen + 1, updated_at = now(),"
-            "   rationale = CASE WHEN r.status = 'proposed' THEN EXCLUDED.rationale ELSE r.rationale END,"
-            "   queryid = CASE WHEN r.status = 'proposed' THEN EXCLUDED.queryid ELSE r.queryid END,"
-            "   query = CASE WHEN r.status = 'proposed' THEN EXCLUDED.query ELSE r.query END,"
-            "   userid = CASE WHEN r.status = 'proposed' THEN EXCLUDED.userid ELSE r.userid END,"
-            "   calls = CASE WHEN r.status = 'proposed' THEN EXCLUDED.calls ELSE r.calls END,"
-            "   total_time_ms = CASE WHEN r.status = 'proposed' THEN EXCLUDED.total_time_ms ELSE r.total_time_ms END,"
-            "   time_share = CASE WHEN r.status = 'proposed' THEN EXCLUDED.time_share ELSE r.time_share END,"
-            "   cost_before = CASE WHEN r.status = 'proposed' THEN EXCLUDED.cost_before ELSE r.cost_before END,"
-            "   cost_after = CASE WHEN r.status = 'proposed' THEN EXCLUDED.cost_after ELSE r.cost_after END,"
-            "   est_gain_pct = CASE WHEN r.status = 'proposed' THEN EXCLUDED.est_gain_pct ELSE r.est_gain_pct END,"
-            "   est_size_bytes = CASE WHEN r.status = 'proposed' THEN EXCLUDED.est_size_bytes ELSE r.est_size_bytes END,"
-            "   benefit_ms = CASE WHEN r.status = 'proposed' THEN EXCLUDED.benefit_ms ELSE r.benefit_ms END,"
-            "   confidence = CASE WHEN r.status = 'proposed' THEN EXCLUDED.confidence ELSE r.confidence END,"
-            "   confidence_factors = CASE WHEN r.status = 'proposed' THEN EXCLUDED.confidence_factors"
-            "                        ELSE r.confidence_factors END,"
-            "   plan_changes = CASE WHEN r.status = 'proposed' THEN EXCLUDED.plan_changes ELSE r.plan_changes END"
-            " RETURNING id, (xmax = 0) AS inserted",
-            [fp, c.kind, c.schema, c.table, c.name(), c.ddl(), c.hypo_sql(), c.rollback_ddl(),
-             "{" + ",".join('"%s"' % k.replace("\\", "\\\\").replace('"', '\\"') for k in c.columns()) + "}",
-             p.rationale, st.queryid, st.query, st.calls, st.total_time_ms, st.share, p.cost_before,
-             p.cost_after, min(p.gain_pct, 100.0), p.size_bytes, m["benefit"], p.confidence, p.factors,
-             p.changes, run_id, st.userid])
-        if recall is not None:
-            recall.remember(row["id"], m)  # embeddings of its statements, confidence history
-        if row["inserted"]:
+        c = m["best"].candidate
+        try:
+            inserted = guard.guarded(db, notes, f"storing the index on {c.schema}.{c.table}",
+                                     _store_one, db, run_id, fp, m, recall)
+        except index_ddl.NotIndexable as exc:
+            if notes is not None:
+                notes.add(db, f"no index proposed on {c.schema}.{c.table}", exc)
+            continue
+        if inserted is True:
             new += 1
-        else:
+        elif inserted is False:
             updated += 1
-        for lst, lp in m["links"]:
-            db.execute(
-                "INSERT INTO arch.recommendation_statement (recommendation_id, audit_run_id, dbid, userid,"
-                " queryid, cost_before, cost_after, est_gain_pct) VALUES ($1, $2, $3::bigint::oid,"
-                " $4::bigint::oid, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
-                [row["id"], run_id, lst.dbid, lst.userid, lst.queryid, lp.cost_before, lp.cost_after,
-                 min(lp.gain_pct, 100.0)])
     return new, updated
+
+
+def _store_one(db: Db, run_id: int, fp: str, m: dict, recall) -> bool:
+    """Insert or update one recommendation; True when it is new."""
+    p: Proven = m["best"]
+    st = m["stmt"]
+    c = p.candidate
+    ddl, rollback = index_ddl.for_candidate(db, c)  # the partitioned-table procedure where needed
+    row = db.one(
+        "INSERT INTO arch.recommendation AS r (fingerprint, kind, index_kind, schema_name, table_name,"
+        " index_name, definition, ddl, hypo_ddl, rollback_ddl, columns, rationale, queryid, query, calls,"
+        " total_time_ms, time_share, cost_before, cost_after, est_gain_pct, est_size_bytes, benefit_ms,"
+        " confidence, confidence_factors, plan_changes, first_audit_run_id, last_audit_run_id, userid)"
+        " VALUES (md5($1), 'index', $2, $3, $4, $5, $1, $6, $7, $8, $9::text::text[], $10, $11, $12, $13,"
+        " $14, $15, $16, $17, $18, $19::text::bigint, $20, $21, $22::jsonb, $23::jsonb, $24, $24,"
+        " $25::bigint::oid)"
+        " ON CONFLICT (fingerprint) DO UPDATE SET last_audit_run_id = EXCLUDED.last_audit_run_id,"
+        "   times_seen = r.times_seen + 1, updated_at = now(),"
+        "   rationale = CASE WHEN r.status = 'proposed' THEN EXCLUDED.rationale ELSE r.rationale END,"
+        "   ddl = CASE WHEN r.status = 'proposed' THEN EXCLUDED.ddl ELSE r.ddl END,"
+        "   rollback_ddl = CASE WHEN r.status = 'proposed' THEN EXCLUDED.rollback_ddl ELSE r.rollback_ddl END,"
+        "   queryid = CASE WHEN r.status = 'proposed' THEN EXCLUDED.queryid ELSE r.queryid END,"
+        "   query = CASE WHEN r.status = 'proposed' THEN EXCLUDED.query ELSE r.query END,"
+        "   userid = CASE WHEN r.status = 'proposed' THEN EXCLUDED.userid ELSE r.userid END,"
+        "   calls = CASE WHEN r.status = 'proposed' THEN EXCLUDED.calls ELSE r.calls END,"
+        "   total_time_ms = CASE WHEN r.status = 'proposed' THEN EXCLUDED.total_time_ms ELSE r.total_time_ms END,"
+        "   time_share = CASE WHEN r.status = 'proposed' THEN EXCLUDED.time_share ELSE r.time_share END,"
+        "   cost_before = CASE WHEN r.status = 'proposed' THEN EXCLUDED.cost_before ELSE r.cost_before END,"
+        "   cost_after = CASE WHEN r.status = 'proposed' THEN EXCLUDED.cost_after ELSE r.cost_after END,"
+        "   est_gain_pct = CASE WHEN r.status = 'proposed' THEN EXCLUDED.est_gain_pct ELSE r.est_gain_pct END,"
+        "   est_size_bytes = CASE WHEN r.status = 'proposed' THEN EXCLUDED.est_size_bytes ELSE r.est_size_bytes END,"
+        "   benefit_ms = CASE WHEN r.status = 'proposed' THEN EXCLUDED.benefit_ms ELSE r.benefit_ms END,"
+        "   confidence = CASE WHEN r.status = 'proposed' THEN EXCLUDED.confidence ELSE r.confidence END,"
+        "   confidence_factors = CASE WHEN r.status = 'proposed' THEN EXCLUDED.confidence_factors"
+        "                        ELSE r.confidence_factors END,"
+        "   plan_changes = CASE WHEN r.status = 'proposed' THEN EXCLUDED.plan_changes ELSE r.plan_changes END"
+        " RETURNING id, (xmax = 0) AS inserted",
+        [fp, c.kind, c.schema, c.table, c.name(), ddl, c.hypo_sql(), rollback,
+         "{" + ",".join('"%s"' % k.replace("\\", "\\\\").replace('"', '\\"') for k in c.columns()) + "}",
+         p.rationale, st.queryid, st.query, st.calls, st.total_time_ms, st.share, p.cost_before,
+         p.cost_after, min(p.gain_pct, 100.0), p.size_bytes, m["benefit"], p.confidence, p.factors,
+         p.changes, run_id, st.userid])
+    if recall is not None:
+        recall.remember(row["id"], m)  # embeddings of its statements, confidence history
+    for lst, lp in m["links"]:
+        db.execute(
+            "INSERT INTO arch.recommendation_statement (recommendation_id, audit_run_id, dbid, userid,"
+            " queryid, cost_before, cost_after, est_gain_pct) VALUES ($1, $2, $3::bigint::oid,"
+            " $4::bigint::oid, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+            [row["id"], run_id, lst.dbid, lst.userid, lst.queryid, lp.cost_before, lp.cost_after,
+             min(lp.gain_pct, 100.0)])
+    return bool(row["inserted"])
 
 
 def analyze_query(db: Db, text: str | None, search_path: str | None = None) -> list[dict]:
@@ -410,6 +446,11 @@ def analyze_query(db: Db, text: str | None, search_path: str | None = None) -> l
         raise UserError("arch.analyze_query: the statement is empty",
                         hint="Pass one SQL statement, e.g. SELECT arch.analyze_query('SELECT * FROM t WHERE id = $1').",
                         sqlstate="22023")
+    with guard.lock_timeout(db):  # as the audit: never wait long for another session's lock
+        return _analyze_query(db, text, search_path)
+
+
+def _analyze_query(db: Db, text: str, search_path: str | None) -> list[dict]:
     settings = load_settings(db)
     db.execute("SELECT set_config('plan_cache_mode', 'force_generic_plan', true)")
     prover = prove.Prover(db)
@@ -437,8 +478,13 @@ def analyze_query(db: Db, text: str | None, search_path: str | None = None) -> l
                   f"{settings.min_gain_pct:g} % or more ({res.candidates_tested} candidates costed)")
     out = []
     for p in sorted(res.proven, key=lambda p: -p.gain_pct):
+        try:
+            ddl = index_ddl.for_candidate(db, p.candidate)[0]
+        except index_ddl.NotIndexable as exc:
+            db.notice(f"pg_architect: no index on {p.candidate.schema}.{p.candidate.table}: {exc}")
+            continue
         out.append({"table_name": f"{p.candidate.schema}.{p.candidate.table}", "index_kind": p.candidate.kind,
-                    "ddl": p.candidate.ddl(), "cost_before": p.cost_before, "cost_after": p.cost_after,
+                    "ddl": ddl, "cost_before": p.cost_before, "cost_after": p.cost_after,
                     "est_gain_pct": round(p.gain_pct, 2), "est_size_bytes": p.size_bytes,
                     "confidence": round(p.confidence, 3), "plan_changes": p.changes, "rationale": p.rationale})
     return out

@@ -48,8 +48,10 @@ def cmd_audit(args) -> int:
     """Run the pipeline from here over psycopg (for databases without plpython3u)."""
     from tqdm import tqdm
 
+    import psycopg
+
     from . import audit
-    from .db import PsycopgDb, UserError
+    from .db import DbError, PsycopgDb, UserError
 
     bar = None
 
@@ -62,7 +64,11 @@ def cmd_audit(args) -> int:
             bar.set_postfix_str(label[:40])
             bar.refresh()
 
-    with _connect(args.dsn) as conn:
+    try:
+        conn = _connect(args.dsn)
+    except psycopg.Error as exc:
+        return _print_error("audit", f"cannot connect: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc}")
+    with conn:
         db = PsycopgDb(conn, notice=(lambda m: None) if args.quiet else (lambda m: tqdm.write(m, file=sys.stderr)),
                        progress=progress)
         try:
@@ -75,16 +81,29 @@ def cmd_audit(args) -> int:
                     pass
                 summary = audit.run_audit(db)
         except UserError as err:
-            print(f"pg-architect audit: ERROR: {err.message}", file=sys.stderr)
-            for label, text in (("DETAIL", err.detail), ("HINT", err.hint)):
-                if text:
-                    print(f"{label}: {text}", file=sys.stderr)
-            return 2
+            return _print_error("audit", err.message, err.detail, err.hint)
+        except DbError as err:
+            return _print_error("audit", str(err).strip().splitlines()[0], err.detail,
+                                "The audit was rolled back; nothing was stored.")
+        except psycopg.Error as err:
+            diag = err.diag
+            return _print_error("audit", (diag.message_primary if diag and diag.message_primary else str(err).strip()),
+                                diag.message_detail if diag else None,
+                                (diag.message_hint if diag else None) or "The audit was rolled back; nothing was stored.")
         finally:
             if bar is not None:
                 bar.close()
     print(json.dumps(summary, indent=2, default=str))
     return 0
+
+
+def _print_error(cmd: str, message: str, detail: str | None = None, hint: str | None = None) -> int:
+    """An error as psql shows one (ERROR / DETAIL / HINT lines on stderr), never a traceback."""
+    print(f"pg-architect {cmd}: ERROR: {message}", file=sys.stderr)
+    for label, text in (("DETAIL", detail), ("HINT", hint)):
+        if text:
+            print(f"{label}: {text}", file=sys.stderr)
+    return 2
 
 
 def _psql() -> str | None:

@@ -3,11 +3,17 @@
 * The DDL is validated before anything is written: it must parse (sqlglot) as exactly one
   ``CREATE INDEX CONCURRENTLY`` (its rollback as one ``DROP INDEX CONCURRENTLY IF EXISTS``) and
   every identifier must match an existing table and its columns; the migration file is parsed
-  again and must hold that one statement and nothing else (comments aside).
+  again and must hold that one statement and nothing else (comments aside).  On a partitioned
+  table the DDL must be exactly the documented procedure (:mod:`pg_architect.index_ddl`: index
+  ``ON ONLY`` the parent, ``CONCURRENTLY`` on each partition, ``ATTACH PARTITION``) rebuilt from
+  the catalog now, its index definition validated as above, and its rollback exactly the
+  procedure's; the migration file(s) must hold those statements in that order and nothing else.
 * The migration file follows ``arch.settings.migration_format``: ``sql`` (a plain file),
   ``prisma`` (``<timestamp>_<name>/migration.sql``) or ``flyway`` (``V<version>__<name>.sql`` plus
   its ``.sql.conf`` with ``executeInTransaction=false``); CREATE INDEX CONCURRENTLY cannot run
-  inside a transaction block and each file says how its tool must run it.
+  inside a transaction block and each file says how its tool must run it.  Prisma Migrate sends
+  a migration file as one query string (an implicit transaction block when it holds several
+  statements): the partitioned-table procedure becomes one migration per statement.
 * Idempotent: branch ``arch/rec-<id>``; the file names and contents are chosen once and kept
   in ``arch.pull_request``; every step first looks at what exists (pull request for the branch,
   branch, file contents), so a crash between any two steps or a retry after a timeout ends
@@ -31,6 +37,7 @@ from sqlglot import exp
 
 import pg_architect
 
+from . import index_ddl
 from .analyze import fold_identifier, quote_ident
 from .db import Db
 from .prove import several_statements
@@ -45,6 +52,8 @@ NO_TRANSACTION_NOTE = {
            "or your migration tool's no-transaction mode).",
     "prisma": "this migration holds only this one statement, so Prisma Migrate runs it on its own "
               "(never add other statements to this file).",
+    "prisma_steps": "each migration of this change holds one statement, so Prisma Migrate runs each on its "
+                    "own, in order (never add other statements to these files).",
     "flyway": "the .sql.conf file next to this one sets executeInTransaction=false.",
 }
 FORMAT_NAMES = {"sql": "plain SQL", "prisma": "Prisma Migrate", "flyway": "Flyway"}
@@ -82,10 +91,40 @@ def _parse_one(ddl: str, what: str) -> exp.Expression:
     return trees[0]
 
 
-def validate_ddl(db: Db, rec: dict) -> exp.Create:
+def validate_ddl(db: Db, rec: dict):
     """Check ``rec['ddl']`` is exactly one CREATE INDEX CONCURRENTLY on an existing table of the
-    recommendation, on existing columns, with a name free in its schema; returns its tree."""
-    tree = _parse_one(rec["ddl"], "DDL")
+    recommendation, on existing columns, with a name free in its schema; returns its tree.
+    On a partitioned table: exactly the documented procedure for its partitions now (see
+    :mod:`pg_architect.index_ddl`); returns that :class:`index_ddl.Procedure`."""
+    try:
+        tree = index_ddl.partitions(db, rec["schema_name"], rec["table_name"])
+    except index_ddl.NotIndexable as exc:
+        raise _refuse(f"{exc}: it cannot have an index, so the partitioned table's never becomes valid") from None
+    if tree is None:
+        if " ON ONLY " in rec["ddl"] or len(index_ddl.statements(rec["ddl"])) > 1:
+            raise _refuse(f"{rec['schema_name']}.{rec['table_name']} is not partitioned: the DDL must be one statement")
+        return _validate_create(db, rec, rec["ddl"])
+    try:
+        proc = index_ddl.procedure(rec["schema_name"], rec["table_name"], rec["index_name"],
+                                   rec.get("definition") or "", tree)
+    except ValueError as exc:
+        raise _refuse(str(exc)) from None
+    # The index itself (columns, expressions, predicate, name) is checked as for a plain table.
+    _validate_create(db, rec, f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {quote_ident(rec['index_name'])} "
+                              f"{rec['definition']}")
+    if index_ddl.statements(rec["ddl"]) != proc.ddl:
+        raise _refuse(f"{rec['schema_name']}.{rec['table_name']} is partitioned: the DDL must be exactly the "
+                      "documented procedure (index ON ONLY the parent, CONCURRENTLY on each partition, "
+                      "ATTACH PARTITION) for its partitions now")
+    for schema, name in proc.index_names[1:]:
+        if db.one("SELECT 1 AS x FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                  " WHERE n.nspname = $1 AND c.relname = $2", [schema, name]):
+            raise _refuse(f"a relation named {schema}.{name} already exists (the index may already be applied)")
+    return proc
+
+
+def _validate_create(db: Db, rec: dict, ddl: str) -> exp.Create:
+    tree = _parse_one(ddl, "DDL")
     if not isinstance(tree, exp.Create) or str(tree.args.get("kind") or "").upper() != "INDEX":
         raise _refuse(f"only CREATE INDEX is allowed, got {type(tree).__name__.upper()}")
     if not tree.args.get("concurrently"):
@@ -150,7 +189,13 @@ def validate_ddl(db: Db, rec: dict) -> exp.Create:
     return tree
 
 
-def validate_rollback(rec: dict) -> exp.Drop:
+def validate_rollback(rec: dict, validated=None) -> exp.Drop | list[str]:
+    """The rollback of ``rec``: one DROP INDEX CONCURRENTLY IF EXISTS of its index; for the
+    partitioned-table procedure ``validated``, exactly that procedure's rollback."""
+    if isinstance(validated, index_ddl.Procedure):
+        if index_ddl.statements(rec["rollback_ddl"]) != validated.rollback:
+            raise _refuse("the rollback must drop the parent's index, then each partition's (IF EXISTS)")
+        return validated.rollback
     tree = _parse_one(rec["rollback_ddl"], "rollback DDL")
     if not isinstance(tree, exp.Drop) or str(tree.args.get("kind") or "").upper() != "INDEX":
         raise _refuse("the rollback must be DROP INDEX")
@@ -163,6 +208,22 @@ def validate_rollback(rec: dict) -> exp.Drop:
     if (_ident(t.args.get("db")), _ident(t.this)) != (rec["schema_name"], rec["index_name"]):
         raise _refuse("the rollback drops another index than the one created")
     return tree
+
+
+def check_files(files: list[dict], validated) -> None:
+    """The migration files must hold the validated statement(s), in order, and nothing else."""
+    sql_files = [f for f in files if f["path"].endswith(".sql")]
+    if not isinstance(validated, index_ddl.Procedure):
+        for f in sql_files:
+            check_file(f["content"], validated)
+        return
+    found: list[str] = []
+    for f in sql_files:
+        found.extend(index_ddl.statements(f["content"]))
+    if found != validated.ddl:
+        raise _refuse("the migration files hold something else than the validated procedure")
+    if len(sql_files) > 1 and any(len(index_ddl.statements(f["content"])) != 1 for f in sql_files):
+        raise _refuse("a migration of the procedure holds more than one statement")
 
 
 def check_file(content: str, tree: exp.Expression) -> None:
@@ -211,6 +272,22 @@ def render_files(rec: dict, fmt: str, directory: str, stamp: dt.datetime) -> lis
         f"-- CREATE INDEX CONCURRENTLY cannot run inside a transaction block: {NO_TRANSACTION_NOTE[fmt]}",
         f"-- Rollback: {_one_line(rec['rollback_ddl'], 400)};",
     ]
+    steps = index_ddl.statements(rec["ddl"])
+    if len(steps) > 1:
+        header.insert(4, f"-- {_one_line(rec['schema_name'])}.{_one_line(rec['table_name'])} is partitioned: "
+                         "index ON ONLY the parent, CONCURRENTLY on each partition, ATTACH PARTITION; "
+                         "each statement runs on its own.")
+        header[-1] = "-- Rollback: " + " ".join(_one_line(s, 400) for s in index_ddl.statements(rec["rollback_ddl"]))
+    if fmt == "prisma" and len(steps) > 1:
+        header[3] = f"-- CREATE INDEX CONCURRENTLY cannot run inside a transaction block: {NO_TRANSACTION_NOTE['prisma_steps']}"
+        width = len(str(len(steps)))
+        out = []
+        for i, step in enumerate(steps, 1):
+            lines = header if i == 1 else [f"-- pg_architect recommendation {rec['id']}: step {i} of {len(steps)} "
+                                           f"(see step 1 for the whole change and its rollback)."]
+            out.append({"path": f"{prefix}{ts}_{slug}_step{i:0{width}d}/migration.sql",
+                        "content": "\n".join(lines) + "\n\n" + step + "\n"})
+        return out
     content = "\n".join(header) + "\n\n" + rec["ddl"].strip().rstrip(";") + ";\n"
     if fmt == "sql":
         return [{"path": f"{prefix}{ts}_{slug}.sql", "content": content}]
@@ -247,7 +324,7 @@ def _size(n: Any) -> str:
 def load_recommendation(db: Db, rec_id: int) -> dict | None:
     return db.one(
         "SELECT r.id, r.status, r.kind, r.index_kind, r.schema_name::text AS schema_name,"
-        " r.table_name::text AS table_name, r.index_name::text AS index_name, r.ddl, r.rollback_ddl,"
+        " r.table_name::text AS table_name, r.index_name::text AS index_name, r.ddl, r.rollback_ddl, r.definition,"
         " r.rationale, r.query, r.queryid, r.calls, r.total_time_ms, r.time_share, r.cost_before, r.cost_after,"
         " r.est_gain_pct, r.est_size_bytes, r.benefit_ms, r.confidence, r.confidence_factors, r.plan_changes,"
         " r.decided_by::text AS decided_by, r.decided_at, r.decision_note, r.last_audit_run_id,"
@@ -315,7 +392,13 @@ def render_body(db: Db, rec: dict, files: list[dict], fmt: str, policy_note: str
         "### The change",
         _fence(rec["ddl"].strip().rstrip(";") + ";"),
         f"Migration ({FORMAT_NAMES[fmt]}): " + ", ".join(f"`{f['path']}`" for f in files) + ". "
-        f"CREATE INDEX CONCURRENTLY cannot run inside a transaction block: {NO_TRANSACTION_NOTE[fmt]}",
+        f"CREATE INDEX CONCURRENTLY cannot run inside a transaction block: "
+        f"{NO_TRANSACTION_NOTE['prisma_steps' if fmt == 'prisma' and len(files) > 1 else fmt]}",
+        *([f"`{rec['schema_name']}.{rec['table_name']}` is partitioned: PostgreSQL cannot build its index "
+           "CONCURRENTLY in one statement, so this is the documented procedure: an index ON ONLY the parent, "
+           "each partition's index built CONCURRENTLY and attached; the parent's index is valid once all are "
+           "attached (a partition added before it is applied needs the same two steps)."]
+          if len(index_ddl.statements(rec["ddl"])) > 1 else []),
         "",
         "### The statement",
         _fence(rec.get("query") or "(statement text not available)"),
@@ -591,7 +674,7 @@ def open_pull_request(db: Db, github: Callable[[], GitHub], rec_id: int, setting
     if not settings.get("github_repo"):
         raise TaskError("no repository to open pull requests in: UPDATE arch.settings SET github_repo = 'owner/name'")
     tree = validate_ddl(db, rec)
-    validate_rollback(rec)
+    validate_rollback(rec, tree)
 
     if row is None or row["pr_number"] is None:
         # The files are chosen once (their name has a timestamp) and kept: a retry writes the same.
@@ -608,9 +691,7 @@ def open_pull_request(db: Db, github: Callable[[], GitHub], rec_id: int, setting
                        [rec_id, settings["github_repo"], settings["github_base_branch"]])
         row = db.one("SELECT * FROM arch.pull_request WHERE recommendation_id = $1", [rec_id])
     files = row["files"]
-    for f in files:
-        if f["path"].endswith(".sql"):
-            check_file(f["content"], tree)
+    check_files(files, tree)
     title = render_title(rec)
     body = render_body(db, rec, files, row["migration_format"], _policy_note(rec, settings))
     message = f"pg_architect: recommendation {rec_id}: index {rec['index_name']} on {rec['schema_name']}.{rec['table_name']}"

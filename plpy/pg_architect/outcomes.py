@@ -38,6 +38,7 @@ from __future__ import annotations
 
 from .analyze import SkipStatement
 from .db import Db, DbError, QUERY_CANCELED
+from .guard import Notes, guarded
 
 _SIGNATURE = ("substr({d}, strpos({d}, ' ON ' || quote_ident({s}) || '.' || quote_ident({t}) || ' USING ') + 4)")
 
@@ -46,12 +47,13 @@ def _sig(defn: str, schema: str, table: str) -> str:
     return _SIGNATURE.format(d=defn, s=schema, t=table)
 
 
-def sign_recommendations(db: Db, prover, plan_as=None) -> int:
+def sign_recommendations(db: Db, prover, plan_as=None, notes: Notes | None = None) -> int:
     """Store the definition signature of index recommendations that have none yet.
 
     With ``plan_as`` (security.PlanAs) the hypothetical index is created as the role whose
     statement the recommendation was made for (hypopg checks its expressions and predicate like
-    CREATE INDEX, which may evaluate functions), never as the auditor."""
+    CREATE INDEX, which may evaluate functions), never as the auditor.  Each recommendation is
+    signed in its own subtransaction: an error on one becomes a note."""
     recs = db.query("SELECT id, schema_name::text AS schema_name, table_name::text AS table_name, hypo_ddl,"
                     " userid::bigint AS userid"
                     " FROM arch.recommendation WHERE kind = 'index' AND index_signature IS NULL"
@@ -66,49 +68,79 @@ def sign_recommendations(db: Db, prover, plan_as=None) -> int:
             except SkipStatement:
                 continue
         try:
-            oid, _name = prover.create_hypothetical(r["hypo_ddl"])
-        except DbError as exc:
-            if exc.sqlstate == QUERY_CANCELED:
-                raise
-            continue  # the table is gone or changed: try again next audit
+            ok = guarded(db, notes, f"signing recommendation {r['id']} ({r['schema_name']}.{r['table_name']})",
+                         _sign_one, db, prover, r, default=False)
         finally:
             prover.run_as = None
-        try:
-            sig = db.scalar(f"SELECT {_sig(f'{prover.h}.hypopg_get_indexdef($1::bigint::oid)', '$2::text', '$3::text')}",
-                            [oid, r["schema_name"], r["table_name"]])
-        finally:
-            prover.drop_hypothetical(oid)
-        if sig:
-            db.execute("UPDATE arch.recommendation SET index_signature = $2 WHERE id = $1", [r["id"], sig])
+        if ok:
             n += 1
     return n
 
 
-_MATCHES = f"""
-SELECT DISTINCT ON (r.id) r.id, ic.relname::text AS index_name
-FROM arch.recommendation r
-JOIN pg_index i ON i.indrelid = to_regclass(format('%I.%I', r.schema_name, r.table_name))
-               AND i.indisvalid AND i.indisready
+def _sign_one(db: Db, prover, r: dict) -> bool:
+    try:
+        oid, _name = prover.create_hypothetical(r["hypo_ddl"])
+    except DbError as exc:
+        if exc.sqlstate == QUERY_CANCELED:
+            raise
+        return False  # the table is gone or changed: try again next audit
+    try:
+        sig = db.scalar(f"SELECT {_sig(f'{prover.h}.hypopg_get_indexdef($1::bigint::oid)', '$2::text', '$3::text')}",
+                        [oid, r["schema_name"], r["table_name"]])
+    finally:
+        prover.drop_hypothetical(oid)
+    if sig:
+        db.execute("UPDATE arch.recommendation SET index_signature = $2 WHERE id = $1", [r["id"], sig])
+        return True
+    return False
+
+
+# Index definitions compared from ``USING`` on (the table is matched by name in pg_class, not
+# with to_regclass(), which needs USAGE on its schema; the index of a partitioned table prints as
+# ``ON ONLY``), without double quotes: hypopg_get_indexdef() does not quote identifiers
+# (``btree (order, kind)``, ``Kundenübersicht``) where pg_get_indexdef() does.
+def _using(expr: str) -> str:
+    return f"replace(substr({expr}, strpos({expr}, ' USING ')), '\"', '')"
+
+
+_MATCH = f"""
+SELECT ic.relname::text AS index_name
+FROM pg_namespace n
+JOIN pg_class t ON t.relnamespace = n.oid AND t.relname = $2
+JOIN pg_index i ON i.indrelid = t.oid AND i.indisvalid AND i.indisready
 JOIN pg_class ic ON ic.oid = i.indexrelid
-WHERE r.kind = 'index' AND r.status NOT IN ('applied', 'superseded') AND r.index_signature IS NOT NULL
-  AND {_sig('pg_get_indexdef(i.indexrelid)', 'r.schema_name::text', 'r.table_name::text')} = r.index_signature
-ORDER BY r.id, ic.oid
+WHERE n.nspname = $1 AND strpos($3, ' USING ') > 0
+  AND {_using('pg_get_indexdef(i.indexrelid)')} = {_using('$3')}
+ORDER BY ic.oid LIMIT 1
 """
 
 
-def detect_applied(db: Db, snap) -> list[int]:
-    """Mark recommendations whose index now exists (by definition) as applied."""
+def detect_applied(db: Db, snap, notes: Notes | None = None) -> list[int]:
+    """Mark recommendations whose index now exists (by definition) as applied; one
+    recommendation at a time (an error on one is a note, the others carry on)."""
+    recs = db.query("SELECT id, schema_name::text AS schema_name, table_name::text AS table_name, index_signature"
+                    " FROM arch.recommendation WHERE kind = 'index' AND status NOT IN ('applied', 'superseded')"
+                    " AND index_signature IS NOT NULL ORDER BY id")
     out = []
-    for m in db.query(_MATCHES):
-        db.execute(
-            "UPDATE arch.recommendation SET status = 'applied', applied_at = clock_timestamp(), applied_index = $2,"
-            " applied_snapshot_id = $3, applied_prev_snapshot_id = $4::text::bigint, updated_at = now(),"
-            " outcome_detail = 'index ' || quote_ident($2) || ' seen at ' || to_char(clock_timestamp(),"
-            " 'YYYY-MM-DD HH24:MI') || '; waiting for the statements to run after it'"
-            " WHERE id = $1",
-            [m["id"], m["index_name"], snap.id, None if snap.prev_id is None else str(snap.prev_id)])
-        out.append(int(m["id"]))
+    for r in recs:
+        if guarded(db, notes, f"applied-index detection for recommendation {r['id']} "
+                              f"({r['schema_name']}.{r['table_name']})", _detect_one, db, snap, r, default=False):
+            out.append(int(r["id"]))
     return out
+
+
+def _detect_one(db: Db, snap, r: dict) -> bool:
+    name = db.scalar(_MATCH, [r["schema_name"], r["table_name"], r["index_signature"]])
+    if name is None:
+        return False
+    db.execute(
+        "UPDATE arch.recommendation SET status = 'applied', applied_at = clock_timestamp(), applied_index = $2,"
+        " applied_snapshot_id = $3, applied_prev_snapshot_id = $4::text::bigint, updated_at = now(),"
+        " outcome_detail = 'index ' || quote_ident($2) || ' seen at ' || to_char(clock_timestamp(),"
+        " 'YYYY-MM-DD HH24:MI') || '; waiting for the statements to run after it'"
+        " WHERE id = $1",
+        [r["id"], name, snap.id, None if snap.prev_id is None else str(snap.prev_id)])
+    return True
 
 
 _COUNTERS = ("SELECT calls, total_exec_time AS exec_ms, total_plan_time AS plan_ms FROM arch.snapshot_statement"
@@ -158,7 +190,7 @@ def classify(gain_pct: float, index_scans: int | None, min_gain_pct: float) -> s
     return "no_gain"
 
 
-def measure(db: Db, ks) -> int:
+def measure(db: Db, ks, notes: Notes | None = None) -> int:
     """Measure (or re-measure) the outcome of applied recommendations; returns how many."""
     recs = db.query(
         "SELECT r.id, r.schema_name::text AS schema_name, r.applied_index::text AS applied_index,"
@@ -169,7 +201,8 @@ def measure(db: Db, ks) -> int:
         [ks.outcome_window])
     done = 0
     for r in recs:
-        if _measure_one(db, ks, r):
+        if guarded(db, notes, f"measuring the outcome of recommendation {r['id']}", _measure_one, db, ks, r,
+                   default=False):
             done += 1
     return done
 
@@ -240,16 +273,16 @@ def _measure_one(db: Db, ks, r: dict) -> bool:
     return True
 
 
-def update(db: Db, snap, prover, ks, plan_as=None) -> dict:
+def update(db: Db, snap, prover, ks, plan_as=None, notes: Notes | None = None) -> dict:
     """The outcome step of an audit: sign, detect applied indexes, measure outcomes."""
     saved = db.scalar("SELECT current_setting('search_path')")
     # pg_get_indexdef() qualifies function names that are not on the search_path: compare both
     # sides under the same one.
     db.execute("SELECT set_config('search_path', 'pg_catalog, pg_temp', true)")
     try:
-        signed = sign_recommendations(db, prover, plan_as)
-        applied = detect_applied(db, snap)
-        measured = measure(db, ks)
+        signed = sign_recommendations(db, prover, plan_as, notes)
+        applied = detect_applied(db, snap, notes)
+        measured = measure(db, ks, notes)
     finally:
         db.execute("SELECT set_config('search_path', $1, true)", [saved])
     return {"signed": signed, "applied_detected": len(applied), "outcomes_measured": measured}

@@ -40,6 +40,7 @@ _SQLSTATE_SKIPS = {
     "42703": ("unknown_column", "a column of the statement does not exist (dropped or renamed since?)"),
     "42501": ("permission", "the audit role lacks a privilege the statement needs"),
     "42883": ("unknown_function", "a function or operator of the statement does not exist for these types"),
+    "55P03": ("locked", "a table of the statement is locked by another session (lock_timeout)"),
 }
 
 
@@ -310,7 +311,8 @@ class Prover:
         except DbError as exc:
             if exc.sqlstate == QUERY_CANCELED:
                 raise
-            raise SkipStatement("plan_error", f"EXPLAIN failed: {str(exc).splitlines()[0]}") from None
+            code, reason = _SQLSTATE_SKIPS.get(exc.sqlstate or "", ("plan_error", "EXPLAIN failed"))
+            raise SkipStatement(code, f"{reason}: {str(exc).splitlines()[0]}") from None
         return parse_plan(next(iter(row.values())))
 
     def _param_count(self) -> int:
