@@ -168,7 +168,7 @@ def capture(conn, items: list[Item], timeout_s: float) -> tuple[list[Item], list
 # the advisors: each returns {"ddl": [...], "skipped": [...], "wall_s": ..., ...}
 # ---------------------------------------------------------------------------------------
 
-def advise_pg_architect(conn, args, schema: str, cap: list[dict]) -> dict:
+def advise_pg_architect(conn, args, schema: str, cap: list[dict], literals: dict | None = None) -> dict:
     res = timed_audit(args.dsn, args.audit_timeout_ms)
     s = res.summary
     run_id = s.get("run_id")
@@ -199,7 +199,7 @@ def _dta_python(args) -> str:
     raise BenchError("no --dta-python and no PGA_HOME: run bench/peers.sh and pass the python it prints")
 
 
-def advise_dta(conn, args, schema: str, cap: list[dict]) -> dict:
+def advise_dta(conn, args, schema: str, cap: list[dict], literals: dict) -> dict:
     py = _dta_python(args)
     if not os.access(py, os.X_OK):
         raise BenchError(f"postgres-mcp's venv python {py} is missing: run bench/peers.sh first")
@@ -208,8 +208,10 @@ def advise_dta(conn, args, schema: str, cap: list[dict]) -> dict:
         "search_path": f"{schema}, public",
         "max_runtime_s": args.dta_max_runtime_s,
         "budget_mb": -1,
+        "literal_fallback": not args.dta_no_literal_fallback,
         "workload": [{"queryid": str(c["queryid"]), "query": c["query"], "calls": c["calls"],
-                      "avg_exec_time": c["mean_exec_time"]} for c in cap],
+                      "avg_exec_time": c["mean_exec_time"], "literal": literals.get(c["queryid"])}
+                     for c in cap],
     }
     t0 = time.perf_counter()
     p = subprocess.run([py, os.path.join(HERE, "peer_dta.py")], input=json.dumps(req), text=True,
@@ -223,7 +225,8 @@ def advise_dta(conn, args, schema: str, cap: list[dict]) -> dict:
         skipped.append({"queryid": None, "reason": f"analysis error: {out['error']}"})
     return {"ddl": out.get("indexes") or [], "skipped": skipped, "wall_s": out.get("wall_s") or wall,
             "process_wall_s": wall, "version": out.get("version"), "analysed": out.get("analysed"),
-            "error": out.get("error")}
+            "error": out.get("error"), "bound_from_literal": out.get("bound_from_literal") or [],
+            "candidates_dropped": out.get("candidates_dropped") or []}
 
 
 def index_advisor_sql(args) -> tuple[str, str]:
@@ -255,7 +258,7 @@ def index_advisor_sql(args) -> tuple[str, str]:
     return text, f"{git}:{name}@{head}"
 
 
-def advise_index_advisor(conn, args, schema: str, cap: list[dict]) -> dict:
+def advise_index_advisor(conn, args, schema: str, cap: list[dict], literals: dict | None = None) -> dict:
     text, source = index_advisor_sql(args)
     hypopg_schema = conn.execute(
         "SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'hypopg'").fetchone()[0]
@@ -304,7 +307,7 @@ def leading_columns(conn, schema: str) -> set[tuple[str, str]]:
            WHERE n.nspname = %s AND i.indpred IS NULL""", (schema,)).fetchall()}
 
 
-def advise_naive(conn, args, schema: str, cap: list[dict]) -> dict:
+def advise_naive(conn, args, schema: str, cap: list[dict], literals: dict | None = None) -> dict:
     t0 = time.perf_counter()
     ddl, bad = naive_indexes([c["query"] for c in cap], schema_columns(conn, schema),
                              leading_columns(conn, schema))
@@ -450,6 +453,7 @@ def summarize(name: str, adv: dict, weights: dict, base_cost: dict, base_runs: d
     r["noise_max"] = spreads[-1] if spreads else None
     r["timeouts"] = sum(1 for v in runs.values() if v["status"] == "timeout")
     r["skipped"] = len(adv.get("skipped") or [])
+    r["from_literal"] = len(adv.get("bound_from_literal") or [])
     r["wall_s"] = adv.get("wall_s")
     return r
 
@@ -463,7 +467,8 @@ def markdown_table(rows: list[dict]) -> str:
         out.append(
             f"| {r['label']} | {r['indexes']} | {r['expression']} / {r['partial']} | {_f(r['index_mb'], '.1f')} "
             f"| {_f(r['cost_ratio'], '.3f')} | {tr} "
-            f"| {_f(r['noise_median'], '.0%')} / {_f(r['noise_max'], '.0%')} | {r['skipped']} "
+            f"| {_f(r['noise_median'], '.0%')} / {_f(r['noise_max'], '.0%')} | {r['skipped']}"
+            + (f" ({r['from_literal']} bound from literals)" if r["from_literal"] else "") + " "
             f"| {_f(r['wall_s'], '.1f')} |")
     return "\n".join(out)
 
@@ -481,11 +486,13 @@ def main(argv=None) -> int:
     ap.add_argument("--queries", type=int, nargs="+", help="TPC-H: only these query numbers")
     ap.add_argument("--capture-runs", type=int, default=2, help="TPC-H: executions per query in the capture")
     ap.add_argument("--capture-timeout-s", type=float, default=60)
-    ap.add_argument("--runs", type=int, default=3, help="measured runs per statement, after one warm-up (default 3)")
+    ap.add_argument("--runs", type=int, default=5, help="measured runs per statement, after one warm-up (default 5)")
     ap.add_argument("--timeout-s", type=float, default=30, help="statement_timeout of the measured runs (default 30)")
     ap.add_argument("--advisors", nargs="+", choices=ADVISORS[1:], default=list(ADVISORS[1:]))
     ap.add_argument("--dta-python", help="python of postgres-mcp's venv (default $PGA_HOME/peers/postgres-mcp/bin/python)")
     ap.add_argument("--dta-max-runtime-s", type=int, default=30, help="DTA's own time limit (its default: 30)")
+    ap.add_argument("--dta-no-literal-fallback", action="store_true",
+                    help="do not give DTA a statement's literal text when it cannot bind the normalised one")
     ap.add_argument("--index-advisor-sql", help="supabase index_advisor's SQL file")
     ap.add_argument("--index-advisor-git", default=os.environ.get("PGA_INDEX_ADVISOR_GIT", DEFAULT_IA_GIT),
                     help=f"git dir of supabase/index_advisor (default {DEFAULT_IA_GIT})")
@@ -521,13 +528,17 @@ def main(argv=None) -> int:
                     log("advisor pg_architect: arch.run_audit() ...")
                     advisors["pg_architect"] = advise_pg_architect(conn, args, schema, cap)
             weights = item_weights(items, {c["queryid"]: c["calls"] for c in cap})
+            literals: dict[int, str] = {}  # one executed text per query id, the most executed
+            for it in sorted(items, key=lambda i: -i.executions):
+                if it.queryid is not None:
+                    literals.setdefault(it.queryid, it.sql)
             runners = {"postgres_mcp_dta": advise_dta, "index_advisor": advise_index_advisor,
                        "naive": advise_naive}
             for name in args.advisors:
                 if name in runners:
                     log(f"advisor {name} ...")
                     try:
-                        advisors[name] = runners[name](conn, args, schema, cap)
+                        advisors[name] = runners[name](conn, args, schema, cap, literals)
                     except BenchError as e:
                         log(f"advisor {name} failed: {e}")
                         advisors[name] = {"ddl": [], "skipped": [], "wall_s": None, "error": str(e)}
@@ -568,6 +579,10 @@ def main(argv=None) -> int:
             print(f"  not built / not costed: {f}")
         for s in a["skipped"]:
             print(f"  skipped {s['queryid']}: {s['reason']}")
+        for c in a.get("candidates_dropped") or []:
+            print(f"  candidate left out (a column its table does not have): {c}")
+        for s in a.get("bound_from_literal") or []:
+            print(f"  bound from its literal text {s['queryid']}: {s['reason']}")
         if not sizes and a["canonical"]:
             print("  (no index built)")
     os.makedirs(args.out, exist_ok=True)

@@ -33,30 +33,33 @@ MCP_VENV=$PEERS/postgres-mcp
 
 mkdir -p "$PEERS"
 stamp="$MCP_VENV/.pga-peer"
-want="postgres-mcp==$MCP_VERSION $PGLAST_SPEC $("$PY312" -VV | head -n1)"
+want="postgres-mcp==$MCP_VERSION $PGLAST_SPEC mcp<2 $("$PY312" -VV | head -n1)"
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
     say "creating $MCP_VENV ($want)"
     rm -rf -- "$MCP_VENV"
     "$PY312" -m venv "$MCP_VENV"
     "$MCP_VENV/bin/python" -m pip install -q --upgrade pip >&2
-    if ! "$MCP_VENV/bin/python" -m pip install -q "postgres-mcp==$MCP_VERSION" >&2; then
-        # postgres-mcp 0.3.0 pins pglast==7.2.0, which the package index reachable here does not
-        # serve (it has 7.20+ of the same 7.x series, the same parser API). Install their package
-        # without dependencies, then its own Requires-Dist with only that pin widened to
-        # PGA_PGLAST_SPEC (their code is not touched).
-        say "postgres-mcp's exact pins do not resolve here: installing it with pglast ${PGLAST_SPEC}"
-        "$MCP_VENV/bin/python" -m pip install -q --no-deps "postgres-mcp==$MCP_VERSION" >&2
-        mapfile -t reqs < <("$MCP_VENV/bin/python" - "$PGLAST_SPEC" <<'PY'
+    # Their package without dependencies, then its own Requires-Dist with two adjustments (their
+    # code is not touched): postgres-mcp 0.3.0 pins pglast==7.2.0, which the package index reachable
+    # here does not serve (it has 7.20+ of the same 7.x series, the same parser API): widened to
+    # PGA_PGLAST_SPEC; and it asks for mcp>=1.5.0, written for mcp 1.x (mcp 2 renamed FastMCP, so
+    # the package no longer imports): capped below 2.
+    "$MCP_VENV/bin/python" -m pip install -q --no-deps "postgres-mcp==$MCP_VERSION" >&2
+    mapfile -t reqs < <("$MCP_VENV/bin/python" - "$PGLAST_SPEC" <<'PY'
 import re, sys
 from importlib.metadata import requires
 for r in requires("postgres-mcp") or []:
     if ";" in r and "extra" in r.split(";", 1)[1]:
         continue
-    print(sys.argv[1] if re.match(r"pglast\b", r) else r)
+    if re.match(r"pglast\b", r):
+        r = sys.argv[1]
+    elif re.match(r"mcp\b", r) and "<" not in r:
+        r += ",<2"
+    print(r)
 PY
-        )
-        "$MCP_VENV/bin/python" -m pip install -q "${reqs[@]}" >&2
-    fi
+    )
+    say "dependencies: ${reqs[*]}"
+    "$MCP_VENV/bin/python" -m pip install -q "${reqs[@]}" >&2
     echo "$want" >"$stamp"
 else
     say "postgres-mcp $MCP_VERSION present in $MCP_VENV"

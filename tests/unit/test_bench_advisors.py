@@ -96,10 +96,15 @@ def test_predicate_columns_resolve_aliases_subqueries_and_unqualified_names():
              JOIN tpch.orders AS o ON l.l_orderkey = o.o_orderkey
              WHERE o_orderdate >= $1 AND l_partkey IN (SELECT p_partkey FROM tpch.part WHERE p_brand = $2)
              GROUP BY o_orderdate HAVING sum(l_quantity) > $3"""
+    # p_partkey: the IN subquery's output is the other side of a semi-join predicate
     assert predicate_columns(sql, TPCH) == {
         ("tpch.lineitem", "l_orderkey"), ("tpch.orders", "o_orderkey"), ("tpch.orders", "o_orderdate"),
-        ("tpch.lineitem", "l_partkey"), ("tpch.part", "p_brand"), ("tpch.lineitem", "l_quantity"),
+        ("tpch.lineitem", "l_partkey"), ("tpch.part", "p_partkey"), ("tpch.part", "p_brand"),
+        ("tpch.lineitem", "l_quantity"),
     }
+    # columns only in the select list, GROUP BY or ORDER BY are not predicate columns
+    assert predicate_columns("SELECT l_quantity FROM tpch.lineitem WHERE l_shipdate < $1 "
+                             "GROUP BY l_quantity ORDER BY l_quantity", TPCH) == {("tpch.lineitem", "l_shipdate")}
 
 
 def test_naive_advisor_skips_leading_columns_and_reports_unparsable_statements():
