@@ -459,7 +459,7 @@ def summarize(name: str, adv: dict, weights: dict, base_cost: dict, base_runs: d
     r["time_ratio"], r["timed"] = weighted_ratio(base_med, med, weights) if runs else (None, 0)
     spreads = sorted(v["spread"] for v in runs.values() if v["spread"] is not None)
     r["noise_median"] = spreads[len(spreads) // 2] if spreads else None
-    r["noise_max"] = spreads[-1] if spreads else None
+    r["noise_p90"] = spreads[min(len(spreads) - 1, int(0.9 * len(spreads)))] if spreads else None
     r["timeouts"] = sum(1 for v in runs.values() if v["status"] == "timeout")
     r["skipped"] = len(adv.get("skipped") or [])
     r["from_literal"] = len(adv.get("bound_from_literal") or [])
@@ -469,14 +469,14 @@ def summarize(name: str, adv: dict, weights: dict, base_cost: dict, base_runs: d
 
 def markdown_table(rows: list[dict]) -> str:
     out = ["| advisor | indexes | expr / partial | index MB | est. cost ratio | real time ratio "
-           "| noise (median / max spread) | skipped | wall s |",
+           "| noise (median / p90 spread) | skipped | wall s |",
            "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         tr = _f(r["time_ratio"], ".3f") + (f" ({r['timeouts']} timeouts)" if r["timeouts"] else "")
         out.append(
             f"| {r['label']} | {r['indexes']} | {r['expression']} / {r['partial']} | {_f(r['index_mb'], '.1f')} "
             f"| {_f(r['cost_ratio'], '.3f')} | {tr} "
-            f"| {_f(r['noise_median'], '.0%')} / {_f(r['noise_max'], '.0%')} | {r['skipped']}"
+            f"| {_f(r['noise_median'], '.0%')} / {_f(r['noise_p90'], '.0%')} | {r['skipped']}"
             + (f" ({r['from_literal']} bound from literals)" if r["from_literal"] else "") + " "
             f"| {_f(r['wall_s'], '.1f')} |")
     return "\n".join(out)

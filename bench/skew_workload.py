@@ -92,9 +92,9 @@ def ensure_skew(conn, rows: int, reload: bool = False, log=print) -> bool:
                jsonb_strip_nulls(jsonb_build_object(
                    'order_id', CASE WHEN k = 'purchase' THEN (100000 + i)::text END,
                    'sku', 'SKU-' || (1 + floor(500 * random() ^ 2)::int),
-                   'campaign', {camps}[1 + floor(40 * random() ^ 3)::int]))
+                   'campaign', ({camps})[1 + floor(40 * random() ^ 3)::int]))
         FROM (SELECT i, 1 + floor(random() * {n_acc})::bigint AS a,
-                     {kinds}[1 + floor(10 * random() ^ 3)::int] AS k
+                     ({kinds})[1 + floor(10 * random() ^ 3)::int] AS k
               FROM generate_series(1, {rows}) AS i) s""")
     for t in TABLES:
         conn.execute(f"ALTER TABLE {SCHEMA}.{t} ADD PRIMARY KEY (id)")
