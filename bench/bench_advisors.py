@@ -20,8 +20,11 @@ Steps:
                               afterwards); its proposed index recommendations on the schema;
        postgres-mcp DTA       workload mode (``analyze_workload(workload=...)``, calls and mean time
                               from the capture) in its own Python >= 3.12 venv (bench/peers.sh), via
-                              bench/peer_dta.py, which leaves out statements it cannot bind or plan
-                              instead of aborting (reported as skipped);
+                              bench/peer_dta.py: a statement whose normalised text it cannot bind or
+                              plan gets one captured literal text of it instead (reported as "bound
+                              from literals"; --dta-no-literal-fallback: left out), and candidates
+                              naming a column their table lacks are left out, where DTA itself would
+                              abort the whole analysis;
        supabase index_advisor its SQL read at run time (--index-advisor-sql FILE, or the newest
                               ``index_advisor--*.sql`` at HEAD of --index-advisor-git), created in
                               schema ``bench_index_advisor``; ``index_advisor(query)`` per captured
