@@ -3,8 +3,14 @@
 # run the benchmarks in bench/ against it (as the postgres OS user when root:
 # bench_audit.py reads the audit backend's peak memory from /proc).
 #
-# Usage: scripts/bench.sh [audit|tpch|knowledge|all] [ARGS...]   (ARGS go to the chosen script;
-#        default all, with each script's defaults). make bench ARGS='tpch --sf 0.01'
+# Usage: scripts/bench.sh [audit|tpch|knowledge|advisors|all] [ARGS...]   (ARGS go to the chosen
+#        script; default all, with each script's defaults). make bench ARGS='tpch --sf 0.01'
+#        advisors (bench_advisors.py: pg_architect beside postgres-mcp's DTA, supabase's
+#        index_advisor and a naive advisor) is not part of all: it first makes the peers'
+#        environments (bench/peers.sh) and runs as the invoking user, not as postgres, because
+#        the Python >= 3.12 of postgres-mcp's venv may live where only that user can read
+#        (pyenv under /root); it reaches the cluster over its socket like the others.
+#        make bench ARGS='advisors --workload skewed'
 set -euo pipefail
 umask 022
 
@@ -14,10 +20,10 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 which=all
 case ${1:-} in
-    audit|tpch|knowledge|all) which=$1; shift ;;
+    audit|tpch|knowledge|advisors|all) which=$1; shift ;;
 esac
 if [ "$which" = all ] && [ $# -gt 0 ]; then
-    echo "bench: extra arguments need a benchmark name first: audit, tpch or knowledge" >&2
+    echo "bench: extra arguments need a benchmark name first: audit, tpch, knowledge or advisors" >&2
     exit 2
 fi
 
@@ -48,4 +54,11 @@ fi
 if [ "$which" = knowledge ] || [ "$which" = all ]; then
     echo "bench: bench_knowledge.py"
     run "$VENV/bin/python" "$BENCH/bench_knowledge.py" --dsn "$DSN" "$@"
+fi
+if [ "$which" = advisors ]; then
+    echo "bench: bench_advisors.py"
+    DTA_PY=$(bash "$REPO/bench/peers.sh" | tail -n1)
+    mkdir -p "$REPO/bench/out"
+    env PATH="$PGBIN:$VENV/bin:/usr/local/bin:/usr/bin:/bin" \
+        "$VENV/bin/python" "$REPO/bench/bench_advisors.py" --dsn "$DSN" --dta-python "$DTA_PY" "$@"
 fi
