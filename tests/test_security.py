@@ -185,3 +185,19 @@ def test_analyze_query_plans_as_the_caller(tenant, dsn):
     assert _pwned(stem) == []
     assert db.value("SELECT prosecdef FROM pg_proc WHERE oid = 'arch.analyze_query(text)'::regprocedure") is False
     assert db.value("SELECT prosecdef FROM pg_proc WHERE oid = 'arch._analyze_query(text, text)'::regprocedure") is False
+
+
+def test_statistics_advisor_plans_as_the_role_that_ran_it(tenant):
+    """arch.advise_statistics() plans workload statements too: as their role, never the caller's."""
+    db, conn, stem, notices = tenant
+    _plant(conn, stem)
+    db.notices.clear()
+    advice = db.value("SELECT arch.advise_statistics()")
+    assert _pwned(stem) == [], "a tenant's function ran as superuser in the statistics advisor"
+    probes = [n for n in db.notices if n.startswith("pga_probe")]
+    assert probes, db.notices
+    assert all(n.endswith(f"ran as {ROLE}") for n in probes), probes
+    # The tenant's legitimate statement was planned (as the tenant), not skipped.
+    legit = [a for a in advice if (a.get("query") or "").startswith("SELECT count(*) FROM orders")]
+    assert legit and legit[0]["cost"] > 0 and not isinstance(legit[0]["skipped"], str), legit
+    assert db.value("SELECT count(*) FROM pg_proc WHERE proname LIKE 'pga_plan_as_%'") == 0

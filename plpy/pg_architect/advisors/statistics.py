@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 
 from .. import prove
 from ..analyze import SkipStatement
+from .. import security
 from ..catalog import search_path_for
 from ..db import LOCK_NOT_AVAILABLE, QUERY_CANCELED, Db, DbError, UserError
 
@@ -236,10 +237,12 @@ def _ratio(a: float, b: float) -> float:
 class Statement:
     """One statement PREPAREd in this backend (the prover's prepared statement, reused)."""
 
-    def __init__(self, db: Db, text: str, params: list | None = None):
+    def __init__(self, db: Db, text: str, params: list | None = None, run_as: str | None = None):
         self.db = db
         self.params = params
         self.prover = prove.Prover(db)
+        # security.PlanAs wrapper: every planner call runs as the role that ran the statement.
+        self.prover.run_as = run_as
         try:
             nparams = max([int(n) for n in re.findall(r"\$(\d+)", text)] or [0])
             self.prover.load(text, nparams)
@@ -263,7 +266,7 @@ class Statement:
         opts = "ANALYZE, VERBOSE, FORMAT JSON" if analyze else "VERBOSE, FORMAT JSON"
         with self.db.subtransaction():
             self.db.execute("SELECT set_config('plan_cache_mode', $1, true)", [mode])
-            row = self.db.execute_single(f"EXPLAIN ({opts}) EXECUTE {prove.STMT}{self._args()}")[0]
+            row = self.prover._planner(f"EXPLAIN ({opts}) EXECUTE {prove.STMT}{self._args()}")[0]
         value = next(iter(row.values()))
         return json.loads(value) if isinstance(value, str) else value
 
@@ -540,7 +543,7 @@ def _set_search_path(db: Db, path: list[str]) -> str:
 
 def advise_statement(db: Db, text: str, *, rows_per_call: float | None = None, params: list | None = None,
                      search_path: list[str] | None = None, userid: int | None = None,
-                     settings: Settings | None = None) -> Advice:
+                     settings: Settings | None = None, plan_as: security.PlanAs | None = None) -> Advice:
     """Detect misestimates of one statement and propose (and, if allowed, prove) statistics.
 
     ``rows_per_call``: pg_stat_statements' rows / calls of the statement (None: unknown).
@@ -551,15 +554,22 @@ def advise_statement(db: Db, text: str, *, rows_per_call: float | None = None, p
         raise UserError("statistics advisor: the statement is empty", sqlstate="22023")
     settings = settings or load_settings(db)
     path = search_path if search_path is not None else search_path_for(db, userid)
+    # Planning runs code (the planner folds IMMUTABLE/STABLE functions): always as the role that
+    # ran the statement (the caller when ``userid`` is None), never with the caller's rights.
+    own_plan_as = plan_as is None
+    if plan_as is None:
+        plan_as = security.PlanAs(db)
     saved = _set_search_path(db, path)
     try:
-        stmt = Statement(db, text, params)
+        stmt = Statement(db, text, params, run_as=plan_as.wrapper_for(userid))
         try:
             return _advise(db, stmt, text, rows_per_call, settings)
         finally:
             stmt.close()
     finally:
         db.execute("SELECT set_config('search_path', $1, true)", [saved])
+        if own_plan_as:
+            plan_as.close()
 
 
 def _advise(db: Db, stmt: Statement, text: str, rows_per_call, settings: Settings) -> Advice:
@@ -915,6 +925,14 @@ def advise_workload(db: Db, *, min_calls: int = 1, limit: int = 20, settings: Se
         f" AND s.calls >= $1 AND s.toplevel AND s.query ~* '^\\s*(WITH|SELECT)\\M'"
         f" ORDER BY s.total_exec_time DESC LIMIT $2", [int(min_calls), int(limit)])
     out = []
+    plan_as = security.PlanAs(db)
+    try:
+        return _advise_rows(db, rows, settings, plan_as, out)
+    finally:
+        plan_as.close()
+
+
+def _advise_rows(db: Db, rows: list[dict], settings: Settings, plan_as: security.PlanAs, out: list) -> list[dict]:
     for r in rows:
         if _OWN.search(r["query"] or ""):
             continue
@@ -922,7 +940,7 @@ def advise_workload(db: Db, *, min_calls: int = 1, limit: int = 20, settings: Se
         try:
             with db.subtransaction():
                 adv = advise_statement(db, r["query"], rows_per_call=r["rows"] / max(r["calls"], 1),
-                                       userid=r["userid"], settings=settings)
+                                       userid=r["userid"], settings=settings, plan_as=plan_as)
             item.update(adv.as_dict())
         except SkipStatement as s:
             cause = s.__cause__
