@@ -3,7 +3,7 @@
 # run the benchmarks in bench/ against it (as the postgres OS user when root:
 # bench_audit.py reads the audit backend's peak memory from /proc).
 #
-# Usage: scripts/bench.sh [audit|tpch|knowledge|all] [ARGS...]   (ARGS go to the chosen script;
+# Usage: scripts/bench.sh [audit|tpch|knowledge|install|all] [ARGS...]   (ARGS go to the chosen script;
 #        default all, with each script's defaults). make bench ARGS='tpch --sf 0.01'
 set -euo pipefail
 umask 022
@@ -14,10 +14,14 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 which=all
 case ${1:-} in
-    audit|tpch|knowledge|all) which=$1; shift ;;
+    audit|tpch|knowledge|install|all) which=$1; shift ;;
 esac
+if [ "$which" = install ]; then
+    # Install sizes: builds throwaway venvs (as the caller: pip's cache), no cluster needed.
+    exec env PGA_HOME="$PGA_HOME" /usr/bin/python3 "$REPO/bench/bench_install.py" --repo "$REPO" "$@"
+fi
 if [ "$which" = all ] && [ $# -gt 0 ]; then
-    echo "bench: extra arguments need a benchmark name first: audit, tpch or knowledge" >&2
+    echo "bench: extra arguments need a benchmark name first: audit, tpch, knowledge or install" >&2
     exit 2
 fi
 
