@@ -126,26 +126,31 @@ $$ LANGUAGE plpython3u""")
 
 
 def test_first_embedding_in_a_fresh_backend_is_quick_and_small(dsn):
-    """The targets are ≤ 1.0 s and ≤ 250 MB (bench/bench_knowledge.py measures them); on a loaded
-    test machine the bounds here are looser, but far below the torch path's ~10 s and ~0.5 GB."""
-    import time
+    """The targets are ≤ 1.0 s and ≤ 250 MB (bench/bench_knowledge.py measures them). Here the
+    backend's own CPU time is measured, not the wall clock (the test machine may be loaded): the
+    torch path spent 6–10 s of CPU and ~0.5 GB on the same first call."""
+    def backend(pid):
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        cpu_s = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+        status = Path(f"/proc/{pid}/status").read_text()
+        rss_mb = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:"))) / 1024
+        return cpu_s, rss_mb
 
     s = Session(dsn)
     try:
         pid = s.value("SELECT pg_backend_pid()")
         s.value("SELECT arch.canonical_statement('SELECT 1')")  # the package and sqlglot
-        t0 = time.monotonic()
+        cpu0, _ = backend(pid)
         assert s.value("SELECT vector_dims(arch.embed('SELECT * FROM orders WHERE id = $1'))") == 384
-        first = time.monotonic() - t0
-        status = Path(f"/proc/{pid}/status").read_text()
-        rss_mb = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:"))) / 1024
-        t0 = time.monotonic()
-        s.value("SELECT arch.embed('SELECT 2')")
-        second = time.monotonic() - t0
+        cpu1, rss_mb = backend(pid)
+        for i in range(20):
+            s.value("SELECT arch.embed(%s)", (f"SELECT * FROM orders WHERE id = {i}",))
+        cpu2, _ = backend(pid)
     finally:
         s.close()
-    assert first < 4.0 and rss_mb < 300, (first, rss_mb)
-    assert second < first and second < 0.5, (first, second)
+    first, next_20 = cpu1 - cpu0, cpu2 - cpu1
+    assert first < 1.5 and rss_mb < 300, (first, rss_mb)
+    assert next_20 < 1.0, next_20
 
 
 def test_missing_graph_is_an_error_with_a_hint(tmp_path):
