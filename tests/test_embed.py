@@ -155,3 +155,15 @@ def test_model_check_reads_configuration_only():
     assert embed.check_model("hashing")["dimension"] == 384
     with pytest.raises(Exception, match="unknown embedding model"):
         embed.check_model("bert-base")
+
+
+def test_sentence_transformers_model_without_torch_says_which_extra_to_install(db, model_dir):
+    """A path to a sentence-transformers model needs torch, which the default install does not have."""
+    (model_dir / "config.json").write_text(json.dumps({"hidden_size": 384}))
+    (model_dir / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": 384}))
+    db.sql("UPDATE arch.settings SET embedding_model = %s", (str(model_dir),))
+    assert json.loads(db.value("SELECT arch._check_embedding_model()::text"))["kind"] == "sentence-transformers"
+    with pytest.raises(psycopg.Error) as err:
+        db.sql("SELECT arch.embed('x')")
+    assert "cannot load embedding model" in str(err.value)
+    assert "pg-architect[sentence-transformers]" in err.value.diag.message_hint

@@ -259,12 +259,8 @@ class MiniLM:
         out = np.zeros((len(texts), 384), dtype=np.float32)
         if not texts:
             return out
-        # Token counts without padding, to sort and to cap each batch by tokens.
-        self.tokenizer.no_padding()
-        try:
-            lengths = [len(e.ids) for e in self.tokenizer.encode_batch([t or "" for t in texts])]
-        finally:
-            self.tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+        # Token counts (padding left out), to sort and to cap each batch by tokens.
+        lengths = [sum(e.attention_mask) for e in self.tokenizer.encode_batch([t or "" for t in texts])]
         order = sorted(range(len(texts)), key=lambda i: lengths[i])
         start = 0
         while start < len(order):
