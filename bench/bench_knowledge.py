@@ -225,7 +225,7 @@ def bench_side_by_side(texts: list[str], torch_python: str | None, log) -> list[
                 runs.setdefault(kind, []).append(json.loads(r.stdout.strip().splitlines()[-1]))
                 vecs[kind] = np.load(vf)
         for kind, _py in paths:
-            best = min(runs[kind], key=lambda d: d["load_s"])
+            best = dict(min(runs[kind], key=lambda d: d["load_s"]))
             best["per_s"] = max(d["per_s"] for d in runs[kind])
             best["runs"] = runs[kind]
             out.append(best)
