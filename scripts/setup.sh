@@ -111,6 +111,14 @@ fi
 
 # ---------------------------------------------------------------- venv
 VENV="$PGA_HOME/venv"
+deps_hash=$( { cat "$REPO/pyproject.toml" "$REPO/scripts/setup.sh"; /usr/bin/python3 -VV; } | sha256sum | cut -d' ' -f1)
+hash_file="$VENV/.pga-deps-hash"
+if [ -x "$VENV/bin/python" ] && [ "$(cat "$hash_file" 2>/dev/null || true)" != "$deps_hash" ]; then
+    # The dependencies (or this script) changed: start from an empty venv, so that what the project no longer
+    # needs (e.g. torch, which earlier versions installed) is gone, not just left behind.
+    say "dependencies changed: recreating venv $VENV"
+    rm -rf -- "$VENV"
+fi
 if [ ! -x "$VENV/bin/python" ]; then
     say "creating venv $VENV"
     /usr/bin/python3 -m venv "$VENV"
@@ -119,8 +127,6 @@ PY="$VENV/bin/python"
 
 [ -f "$REPO/README.md" ] || die "$REPO/README.md is missing: pyproject.toml names it as the readme, so the wheel cannot be built"
 
-deps_hash=$( { cat "$REPO/pyproject.toml"; /usr/bin/python3 -VV; } | sha256sum | cut -d' ' -f1)
-hash_file="$VENV/.pga-deps-hash"
 if [ "$(cat "$hash_file" 2>/dev/null || true)" != "$deps_hash" ]; then
     say "installing dependencies (pyproject.toml changed)"
     # Build requirements go into the venv so that the per-run reinstall of the
