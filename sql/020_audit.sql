@@ -9,10 +9,23 @@ if "pg_architect" not in __import__("sys").modules: plpy.execute("SELECT arch._b
 from pg_architect import entry; return entry.run_audit(plpy)
 $python$;
 COMMENT ON FUNCTION arch.run_audit() IS
-'Runs an audit now: snapshots pg_stat_statements, analyses the costliest statements of the window, proves index candidates with hypopg and stores recommendations. Returns a JSON summary.';
+'Runs an audit now: snapshots pg_stat_statements, analyses the costliest statements of the window, proves the advisors'' candidates with the planner (hypopg) and stores recommendations. Returns a JSON summary.';
+
+-- analyze_query returns the advisor's kind (0.x had no kind column): a changed RETURNS TABLE
+-- needs DROP + CREATE; done only when the installed one lacks it (grants: 090_privileges.sql).
+DO $do$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+               WHERE n.nspname = 'arch' AND p.proname IN ('analyze_query', '_analyze_query')
+                 AND NOT ('kind' = ANY (p.proargnames))) THEN
+        DROP FUNCTION IF EXISTS arch.analyze_query(text);
+        DROP FUNCTION IF EXISTS arch._analyze_query(text, text);
+    END IF;
+END
+$do$;
 
 CREATE OR REPLACE FUNCTION arch._analyze_query(query text, search_path text)
-RETURNS TABLE (table_name text, index_kind text, ddl text, cost_before double precision,
+RETURNS TABLE (kind text, table_name text, index_kind text, ddl text, cost_before double precision,
                cost_after double precision, est_gain_pct double precision, est_size_bytes bigint,
                confidence double precision, plan_changes jsonb, rationale text)
 LANGUAGE plpython3u VOLATILE PARALLEL UNSAFE
@@ -28,10 +41,10 @@ COMMENT ON FUNCTION arch._analyze_query(text, text) IS
 -- Deliberately without SET search_path: it must see the caller's search_path to resolve the
 -- statement's unqualified table names. Its body is fully schema-qualified.
 CREATE OR REPLACE FUNCTION arch.analyze_query(query text)
-RETURNS TABLE (table_name text, index_kind text, ddl text, cost_before double precision,
+RETURNS TABLE (kind text, table_name text, index_kind text, ddl text, cost_before double precision,
                cost_after double precision, est_gain_pct double precision, est_size_bytes bigint,
                confidence double precision, plan_changes jsonb, rationale text)
 LANGUAGE sql VOLATILE PARALLEL UNSAFE
 AS $$ SELECT * FROM arch._analyze_query(query, pg_catalog.current_setting('search_path')) $$;
 COMMENT ON FUNCTION arch.analyze_query(text) IS
-'Analyses one statement given by hand (literals or $n parameters) like the audit does and returns its proven index recommendations, without storing anything. Unqualified names resolve with your search_path.';
+'Analyses one statement given by hand (literals or $n parameters) like the audit does and returns its proven recommendations (kind names the advisor, index_kind the index subtype), without storing anything. Unqualified names resolve with your search_path.';

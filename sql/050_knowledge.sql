@@ -39,7 +39,7 @@ LANGUAGE plpython3u STABLE STRICT PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $python$
 if "pg_architect" not in __import__("sys").modules: plpy.execute("SELECT arch._boot()")
-from pg_architect import knowledge; return knowledge.sql_embed(plpy, content)
+from pg_architect import entry; return entry.embed(plpy, content)
 $python$
 $f$, vs);
 END
@@ -52,7 +52,7 @@ LANGUAGE plpython3u STABLE STRICT PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $python$
 if "pg_architect" not in __import__("sys").modules: plpy.execute("SELECT arch._boot()")
-from pg_architect import knowledge; return knowledge.sql_canonical_statement(plpy, query)
+from pg_architect import entry; return entry.canonical_statement(plpy, query)
 $python$;
 COMMENT ON FUNCTION arch.canonical_statement(text) IS
 'The text the knowledge base embeds for a statement: normalized SQL (aliases replaced by table names, literals and parameters renumbered, stable formatting) followed by its tables and predicate columns. Unqualified names resolve with the role''s default search_path.';
@@ -68,7 +68,7 @@ LANGUAGE plpython3u VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $python$
 if "pg_architect" not in __import__("sys").modules: plpy.execute("SELECT arch._boot()")
-from pg_architect import knowledge; return knowledge.sql_similar_optimizations(plpy, sql, k)
+from pg_architect import entry; return entry.similar_optimizations(plpy, sql, k)
 $python$;
 COMMENT ON FUNCTION arch.similar_optimizations(text, integer) IS
 'The k past cases (recommendation and the statement it was made for) whose statements are most similar to the given one, by cosine similarity of embeddings (HNSW index): DDL, status, rejection reason, measured outcome. Loads the embedding model in this backend if needed.';
@@ -78,7 +78,7 @@ LANGUAGE plpython3u STABLE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $python$
 if "pg_architect" not in __import__("sys").modules: plpy.execute("SELECT arch._boot()")
-from pg_architect import knowledge; return knowledge.sql_check_embedding_model(plpy)
+from pg_architect import entry; return entry.check_embedding_model(plpy)
 $python$;
 COMMENT ON FUNCTION arch._check_embedding_model() IS
 'Internal: checks that arch.settings.embedding_model exists and produces 384 dimensions, from its configuration files (the model is not loaded). Run by pg-architect install.';

@@ -120,6 +120,7 @@ def test_views_show_the_audit(low_thresholds):
 def test_analyze_query_with_parameters(db):
     rows = db.dicts("SELECT * FROM arch.analyze_query($q$SELECT * FROM orders WHERE user_id = $1$q$)")
     assert len(rows) == 1
+    assert rows[0]["kind"] == "index" and rows[0]["index_kind"] == "single"  # the advisor, then its subtype
     assert index_cols(rows[0]["ddl"]) == "user_id"
     assert rows[0]["est_gain_pct"] > 50
     assert "Seq Scan on orders" in rows[0]["plan_changes"]["removed"]
@@ -178,3 +179,21 @@ def test_cli_audit_over_psycopg(low_thresholds, dsn, capsys):
     runs = db.dicts("SELECT host FROM arch.audit_run")
     assert runs == [{"host": "cli"}]
     assert any(index_cols(d) == "user_id, created_at" for d in ddl_for(db, "behavior_log"))
+
+
+def test_cli_failed_audit_is_recorded_as_failed(low_thresholds, dsn, capsys):
+    """A failed audit's transaction is rolled back; the CLI records the run as failed with its error."""
+    from psycopg.conninfo import make_conninfo
+
+    from pg_architect import cli
+
+    db = low_thresholds
+    _workload(db)
+    assert cli.main(["audit", "--dsn", make_conninfo(dsn, options="-c statement_timeout=1"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "statement timeout" in err and "recorded as failed run" in err
+    runs = db.dicts("SELECT host, status, error, finished_at IS NOT NULL AS finished FROM arch.audit_run")
+    assert len(runs) == 1 and runs[0]["status"] == "failed" and runs[0]["finished"]
+    assert "statement timeout" in runs[0]["error"] and runs[0]["host"] == "cli"
+    assert db.value("SELECT count(*) FROM arch.recommendation") == 0
+    assert db.dicts("SELECT status, error FROM arch.audit_runs") == [{"status": "failed", "error": runs[0]["error"]}]

@@ -228,7 +228,7 @@ def test_partial_and_expression_ddl_quotes_correctly(audited, dsn, keys, where, 
     """Partial, expression and covering indexes on quoted, non-ASCII, reserved-word columns: the
     candidate's DDL and rollback run as written, under a name PostgreSQL keeps as is."""
     from pg_architect import index_ddl
-    from pg_architect.recommend import Candidate
+    from pg_architect.advisors.index_candidates import Candidate
 
     db = audited
     baseline = indexes_in_test_schemas(db)

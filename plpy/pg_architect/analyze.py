@@ -40,6 +40,8 @@ from sqlglot.errors import ParseError, TokenError
 from sqlglot.tokens import TokenType
 
 from . import pgparse
+from .errors import SkipStatement  # noqa: F401  (re-exported)
+from .sqltext import _DOLLAR_TAG, PG_KEYWORDS, _BARE_IDENT, quote_ident  # noqa: F401  (re-exported)
 
 __all__ = [
     "Catalog",
@@ -54,15 +56,6 @@ __all__ = [
 
 SYSTEM_SCHEMAS = frozenset({"pg_catalog", "information_schema", "pg_toast"})
 OWN_SCHEMA = "arch"
-
-
-class SkipStatement(Exception):
-    """The statement is not analysed; ``code`` is a short slug, ``reason`` one sentence."""
-
-    def __init__(self, code: str, reason: str):
-        super().__init__(f"{code}: {reason}")
-        self.code = code
-        self.reason = reason
 
 
 class Catalog(Protocol):
@@ -107,40 +100,6 @@ class StatementInfo:
 # Identifiers
 # --------------------------------------------------------------------------
 
-# Every PostgreSQL keyword that is not UNRESERVED (reserved, col_name and
-# type_func_name keywords, from src/include/parser/kwlist.h).  PostgreSQL's own
-# quote_ident() quotes exactly these, so names rendered here match
-# pg_get_indexdef() output.
-PG_KEYWORDS = frozenset(
-    """
-    all analyse analyze and any array as asc asymmetric both case cast check collate column
-    constraint create current_catalog current_date current_role current_time current_timestamp
-    current_user default deferrable desc distinct do else end except false fetch for foreign from
-    grant group having in initially intersect into lateral leading limit localtime localtimestamp
-    not null offset on only or order placing primary references returning select session_user
-    some symmetric system_user table then to trailing true union unique user using variadic when
-    where window with
-    authorization binary collation concurrently cross current_schema freeze full ilike inner is
-    isnull join left like natural notnull outer overlaps right similar tablesample verbose
-    between bigint bit boolean char character coalesce dec decimal exists extract float greatest
-    grouping inout int integer interval json json_array json_arrayagg json_exists json_object
-    json_objectagg json_query json_scalar json_serialize json_table json_value least merge_action
-    national nchar none normalize nullif numeric out overlay position precision real row setof
-    smallint substring time timestamp treat trim values varchar xmlattributes xmlconcat
-    xmlelement xmlexists xmlforest xmlnamespaces xmlparse xmlpi xmlroot xmlserialize xmltable
-    """.split()
-)
-
-_BARE_IDENT = re.compile(r"[a-z_][a-z0-9_]*")
-
-
-def quote_ident(name: str) -> str:
-    """Quote an identifier the way PostgreSQL's quote_ident() does."""
-    if _BARE_IDENT.fullmatch(name) and name not in PG_KEYWORDS:
-        return name
-    return '"' + name.replace('"', '""') + '"'
-
-
 def fold_identifier(name: str) -> str:
     """Fold an unquoted identifier: PostgreSQL lower-cases ASCII letters only.
 
@@ -157,7 +116,6 @@ _ASCII_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
 # Lexical scan (strings, quoted identifiers, comments, dollar quotes)
 # --------------------------------------------------------------------------
 
-_DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_\u0080-\U0010ffff][A-Za-z0-9_\u0080-\U0010ffff]*)?\$")
 
 
 def _ident_char(ch: str) -> bool:

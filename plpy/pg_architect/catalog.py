@@ -1,7 +1,7 @@
 """What the pipeline needs to know about the user's schema, read from pg_catalog.
 
 Implements the ``catalog`` protocol that :func:`pg_architect.analyze.analyze_statement`
-expects (``resolve_table``, ``columns``) and builds the :class:`recommend.TableMeta` the
+expects (``resolve_table``, ``columns``) and builds the :class:`advisors.index_candidates.TableMeta` the
 candidate generator needs (existing indexes, statistics).  Everything is read through
 catalog views: no lock is taken on user tables.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .analyze import SkipStatement
 from .db import Db
-from .recommend import ExistingIndex, TableMeta
+from .advisors.index_candidates import ExistingIndex, TableMeta
 
 
 def _split_search_path(path: str, role: str | None) -> list[str]:

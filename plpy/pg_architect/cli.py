@@ -83,18 +83,35 @@ def cmd_audit(args) -> int:
         except UserError as err:
             return _print_error("audit", err.message, err.detail, err.hint)
         except DbError as err:
+            run_id = _record_failure(conn, db, str(err).strip().splitlines()[0])
             return _print_error("audit", str(err).strip().splitlines()[0], err.detail,
-                                "The audit was rolled back; nothing was stored.")
+                                f"The audit was rolled back; recorded as failed run {run_id} (arch.audit_runs).")
         except psycopg.Error as err:
             diag = err.diag
-            return _print_error("audit", (diag.message_primary if diag and diag.message_primary else str(err).strip()),
-                                diag.message_detail if diag else None,
-                                (diag.message_hint if diag else None) or "The audit was rolled back; nothing was stored.")
+            message = diag.message_primary if diag and diag.message_primary else str(err).strip()
+            run_id = _record_failure(conn, db, message)
+            return _print_error("audit", message, diag.message_detail if diag else None,
+                                (diag.message_hint if diag else None)
+                                or f"The audit was rolled back; recorded as failed run {run_id} (arch.audit_runs).")
         finally:
             if bar is not None:
                 bar.close()
     print(json.dumps(summary, indent=2, default=str))
     return 0
+
+
+def _record_failure(conn, db, message: str) -> int | None:
+    """The failed audit's row went with its transaction: write a 'failed' run with the error."""
+    import psycopg
+
+    from . import runs
+    from .errors import DbError
+
+    try:
+        with conn.transaction():
+            return runs.record_failure(db, message)
+    except (psycopg.Error, DbError):
+        return None
 
 
 def _print_error(cmd: str, message: str, detail: str | None = None, hint: str | None = None) -> int:

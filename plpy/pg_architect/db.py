@@ -16,43 +16,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 log = logging.getLogger("pg_architect")
 
-QUERY_CANCELED = "57014"
-LOCK_NOT_AVAILABLE = "55P03"
-INDETERMINATE_DATATYPE = "42P18"
-
-
-class DbError(Exception):
-    """A database error raised through the interface, whatever the host."""
-
-    def __init__(self, message: str, sqlstate: str | None = None, detail: str | None = None):
-        super().__init__(message)
-        self.sqlstate = sqlstate
-        self.detail = detail
-
-
-class UserError(Exception):
-    """An error for the caller, reported with DETAIL and HINT (wrong arguments, audit already running)."""
-
-    def __init__(self, message: str, detail: str | None = None, hint: str | None = None,
-                 sqlstate: str | None = None):
-        super().__init__(message)
-        self.message = message
-        self.detail = detail
-        self.hint = hint
-        self.sqlstate = sqlstate
-
-
-def load_settings(db: "Db", cls):
-    """The arch.settings row as ``cls``, a dataclass naming the settings a pipeline step uses
-    (fields typed ``str`` are read as text, so an interval arrives as '90 days')."""
-    import dataclasses
-
-    cols = ", ".join(f"{f.name}::text AS {f.name}" if f.type in (str, "str") else f.name
-                     for f in dataclasses.fields(cls))
-    row = db.one(f"SELECT {cols} FROM arch.settings WHERE id")
-    if row is None:
-        raise UserError("arch.settings has no row", hint="Re-run pg-architect install.")
-    return cls(**row)
+from .errors import INDETERMINATE_DATATYPE, LOCK_NOT_AVAILABLE, QUERY_CANCELED, DbError, UserError  # noqa: F401
 
 
 def _pg_type(value: Any) -> str:
@@ -265,3 +229,20 @@ class PsycopgDb(Db):
     def progress(self, done, total, label):
         if self._progress:
             self._progress(done, total, label)
+
+
+@contextlib.contextmanager
+def local_setting(db: Db, name: str, value: str | None) -> Iterator[None]:
+    """``set_config(name, value, is_local => true)`` for the block, the previous value restored
+    after (error or not; a failed restore in an aborted subtransaction is left to its rollback).
+    ``value`` None: nothing is set, the block runs as is."""
+    saved = db.scalar("SELECT pg_catalog.current_setting($1)", [name])
+    if value is not None:
+        db.execute("SELECT pg_catalog.set_config($1, $2, true)", [name, value])
+    try:
+        yield
+    finally:
+        try:
+            db.execute("SELECT pg_catalog.set_config($1, $2, true)", [name, saved])
+        except DbError:
+            pass

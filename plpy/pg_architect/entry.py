@@ -1,40 +1,85 @@
-"""Entry points called by the PL/Python functions of the arch schema (one call per body)."""
+"""Entry points called by the PL/Python functions of the arch schema (one call per body).
+
+The only module that talks to plpy's error functions: a :class:`~pg_architect.errors.UserError`
+becomes ``plpy.error`` with DETAIL, HINT and SQLSTATE; a :class:`~pg_architect.errors.DbError`
+(a statement we ran failed, e.g. statement_timeout) keeps its SQLSTATE.
+"""
 
 from __future__ import annotations
 
 import json
+from typing import Any, Callable
 
-from . import audit
-from .db import DbError, PlpyDb, UserError
+from .db import Db, PlpyDb
+from .errors import DbError, UserError
 
 
-def _raise(plpy, err: UserError):
+def _raise(plpy: Any, err: UserError) -> None:
     kwargs = {k: v for k, v in (("detail", err.detail), ("hint", err.hint), ("sqlstate", err.sqlstate)) if v}
     plpy.error(err.message, **kwargs)
 
 
-def _reraise(plpy, err: DbError):
+def _reraise(plpy: Any, err: DbError) -> None:
     """An error from a statement we ran (e.g. statement_timeout): keep its SQLSTATE."""
     kwargs = {k: v for k, v in (("detail", err.detail), ("sqlstate", err.sqlstate)) if v}
     plpy.error(str(err).splitlines()[0], **kwargs)
 
 
-def run_audit(plpy) -> str:
+def call(plpy: Any, fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(PlpyDb(plpy), *args)`` with our errors turned into PostgreSQL errors."""
     try:
-        return json.dumps(audit.run_audit(PlpyDb(plpy)))
+        return fn(PlpyDb(plpy), *args)
     except UserError as err:
         _raise(plpy, err)
     except DbError as err:
         _reraise(plpy, err)
+    return None  # not reached: plpy.error raises
 
 
-def analyze_query(plpy, query, search_path):
-    try:
-        rows = audit.analyze_query(PlpyDb(plpy), query, search_path)
-    except UserError as err:
-        _raise(plpy, err)
-    except DbError as err:
-        _reraise(plpy, err)
+def run_audit(plpy: Any) -> str:
+    from . import audit
+
+    return json.dumps(call(plpy, audit.run_audit))
+
+
+def analyze_query(plpy: Any, query: str | None, search_path: str | None) -> list[dict]:
+    from . import audit
+
+    rows = call(plpy, audit.analyze_query, query, search_path)
     for r in rows:
         r["plan_changes"] = json.dumps(r["plan_changes"])
     return rows
+
+
+def embed(plpy: Any, content: str) -> str:
+    from . import knowledge
+
+    return call(plpy, knowledge.embed_text, content)
+
+
+def canonical_statement(plpy: Any, query: str | None) -> str:
+    from . import knowledge
+
+    return call(plpy, knowledge.canonical_statement, query)
+
+
+def similar_optimizations(plpy: Any, sql: str | None, k: int | None) -> list[dict]:
+    from . import knowledge
+
+    return call(plpy, knowledge.similar_optimizations, sql, k)
+
+
+def check_embedding_model(plpy: Any) -> str:
+    from . import knowledge
+
+    return json.dumps(call(plpy, knowledge.check_embedding_model))
+
+
+def advise_statistics(plpy: Any, min_calls: int | None, max_statements: int | None) -> str:
+    from .advisors import statistics
+
+    return call(plpy, statistics.advise_statistics_json, min_calls, max_statements)
+
+
+__all__ = ["Db", "advise_statistics", "analyze_query", "call", "canonical_statement", "check_embedding_model",
+           "embed", "run_audit", "similar_optimizations"]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Callable
 
-from .db import QUERY_CANCELED, Db, DbError
+from .db import QUERY_CANCELED, Db, DbError, local_setting
 
 
 class Notes(list):
@@ -45,13 +45,5 @@ def guarded(db: Db, notes: Notes | None, what: str, fn: Callable[..., Any], *arg
 def lock_timeout(db: Db):
     """Apply arch.settings.lock_timeout (local to the transaction) and restore the previous value."""
     ms = db.scalar("SELECT (extract(epoch FROM lock_timeout) * 1000)::bigint FROM arch.settings WHERE id")
-    saved = db.scalar("SELECT current_setting('lock_timeout')")
-    if ms is not None:
-        db.execute("SELECT set_config('lock_timeout', $1, true)", [f"{int(ms)}ms"])
-    try:
+    with local_setting(db, "lock_timeout", None if ms is None else f"{int(ms)}ms"):
         yield
-    finally:
-        try:
-            db.execute("SELECT set_config('lock_timeout', $1, true)", [saved])
-        except DbError:
-            pass

@@ -32,11 +32,12 @@ from dataclasses import dataclass, field
 
 from .analyze import quote_ident
 from .db import Db
+from .errors import NotApplicable
 
 MAX_NAME_BYTES = 63
 
 
-class NotIndexable(Exception):
+class NotIndexable(NotApplicable):
     """The table cannot get this index (e.g. a foreign-table partition)."""
 
 
@@ -54,7 +55,7 @@ def _qualified(schema: str, name: str) -> str:
 
 def child_index_name(parent_index: str, schema: str, table: str) -> str:
     """The name of partition ``schema.table``'s index under ``parent_index`` (≤ 63 bytes)."""
-    from .recommend import _ascii_words
+    from .advisors.index_candidates import _ascii_words
 
     word, _ = _ascii_words(table)
     digest = hashlib.sha1(f"{parent_index}\x00{schema}\x00{table}".encode("utf-8")).hexdigest()[:8]
@@ -133,7 +134,7 @@ def procedure(schema: str, table: str, index: str, definition: str, tree: list[P
 
 
 def for_candidate(db: Db, cand) -> tuple[str, str]:
-    """(ddl, rollback) of candidate index ``cand`` (a recommend.Candidate) on its table as it is now."""
+    """(ddl, rollback) of candidate index ``cand`` (an advisors.index_candidates.Candidate) on its table as it is now."""
     tree = partitions(db, cand.schema, cand.table)
     if tree is None:
         return cand.ddl(), cand.rollback_ddl()

@@ -34,11 +34,18 @@ import hashlib
 import time
 from collections import Counter
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from . import embed
 from .analyze import SkipStatement
 from .db import Db, DbError, UserError
-from .db import load_settings as db_load_settings
+
+if TYPE_CHECKING:
+    from .advise import StatementResult
+    from .advisors.base import Proof
+    from .store import Merged
+    from .workload import WindowStatement
+from .settings import load_into as db_load_settings
 
 #: Confidence bands of arch.calibration: [0, 0.1), [0.1, 0.2) … [0.9, 1].
 BANDS = 10
@@ -269,12 +276,12 @@ class Recall:
              None if cost is None else str(cost), reason])
         self.counts[action] += 1
 
-    def review(self, st, res) -> list:
+    def review(self, st: WindowStatement, res: StatementResult) -> list[Proof]:
         """The proven candidates of one statement that may be proposed, with their confidence
-        calibrated and adjusted by similar past cases."""
-        kept = []
+        calibrated and adjusted by similar past cases (new Proof objects; ``res`` is not changed)."""
+        kept: list[Proof] = []
         for p in res.proven:
-            fp = p.candidate.definition()
+            fp = p.candidate.fingerprint()
             rec = self.db.one(
                 f"SELECT r.id, r.status, {self.rejection[0]} AS rejected_reason, {self.rejection[1]} AS rejected_at,"
                 " r.cost_before FROM arch.recommendation r WHERE r.fingerprint = md5($1)", [fp])
@@ -297,7 +304,7 @@ class Recall:
                         f"threshold {factor:g}x). ")
                 self.db.execute("UPDATE arch.recommendation SET status = 'proposed', reproposed_at = now(),"
                                 " updated_at = now() WHERE id = $1 AND status = 'rejected'", [rec["id"]])
-                p.rationale = note + p.rationale
+                p = p.but(rationale=note + p.rationale)
                 self._record(st, "reproposed", rec["id"], note.strip(), cost=p.cost_before)
             kept.append(p)
         if not kept:
@@ -307,17 +314,17 @@ class Recall:
         history = self.has_history()
         _canon, vec = self.vector_for(st, res, lazy=not history)
         cases = self.similar_cases(vec) if history else []
+        out: list[Proof] = []
         for p in kept:
             estimate = p.confidence
             conf, cal = calibrate(estimate, self._calibration, self.ks.calibration_min_cases)
-            fp_md5 = hashlib.md5(p.candidate.definition().encode("utf-8")).hexdigest()
+            fp_md5 = hashlib.md5(p.candidate.fingerprint().encode("utf-8")).hexdigest()
             mine = [c for c in cases if c["fingerprint"] != fp_md5]
             adjusted, best, worst = adjust_for_history(conf, mine)
-            p.factors = dict(p.factors, estimate=round(estimate, 4), calibration=cal,
-                             history={"raised_by": None if best is None else best["recommendation_id"],
-                                      "lowered_by": None if worst is None else worst["recommendation_id"]})
-            p.estimate = estimate
-            p.similar_to = []
+            factors = dict(p.factors, estimate=round(estimate, 4), calibration=cal,
+                           history={"raised_by": None if best is None else best["recommendation_id"],
+                                    "lowered_by": None if worst is None else worst["recommendation_id"]})
+            similar_to: list[dict] = []
             notes = []
             if cal and cal["used"]:
                 notes.append(f"Calibrated: {cal['delivered']} of {cal['cases']} applied recommendations with an "
@@ -328,34 +335,33 @@ class Recall:
                 notes.append(f"A similar statement (similarity {best['similarity']:.2f}) got "
                              f"{best['applied_index'] or 'its index'} applied on {_date(best['applied_at'])} and ran "
                              f"{gain:.1f} % faster (recommendation #{best['recommendation_id']}).")
-                p.similar_to.append(dict(_cite(best), effect="raised", note=notes[-1]))
+                similar_to.append(dict(_cite(best), effect="raised", note=notes[-1]))
             if worst is not None:
                 what = ("its index was never used" if worst["outcome"] == "unused"
                         else f"it got {-(worst['measured_gain_pct'] or 0):.1f} % slower")
                 notes.append(f"A similar statement (similarity {worst['similarity']:.2f}) had "
                              f"{worst['applied_index'] or 'an index'} applied and {what} "
                              f"(recommendation #{worst['recommendation_id']}): a failed recommendation.")
-                p.similar_to.append(dict(_cite(worst), effect="lowered", note=notes[-1]))
+                similar_to.append(dict(_cite(worst), effect="lowered", note=notes[-1]))
             if best is not None or worst is not None:
                 notes.append(f"Confidence {conf:.2f} → {adjusted:.2f}.")
-            p.confidence = adjusted
-            if notes:
-                p.rationale = p.rationale + " " + " ".join(notes)
-        return kept
+            rationale = p.rationale + " " + " ".join(notes) if notes else p.rationale
+            out.append(p.but(factors=factors, estimate=estimate, similar_to=tuple(similar_to), confidence=adjusted,
+                             rationale=rationale))
+        return out
 
     # -- remember ---------------------------------------------------------------------------
-    def remember(self, rec_id: int, m: dict) -> None:
+    def remember(self, rec_id: int, m: Merged) -> None:
         """Store the recommendation's knowledge: its estimate, the cases it was compared with,
         and one case (embedding) per statement it helps."""
-        p = m["best"]
+        p = m.best
         self.flush()
         self.db.execute(
             "UPDATE arch.recommendation SET confidence_estimate = $2::text::float8, similar_to = $3::jsonb"
             " WHERE id = $1 AND status = 'proposed'",
-            [rec_id, None if getattr(p, "estimate", None) is None else str(min(1.0, max(0.0, p.estimate))),
-             getattr(p, "similar_to", None) or []])
-        for lst, lp in m["links"]:
-            for cite in getattr(lp, "similar_to", None) or []:
+            [rec_id, None if p.estimate is None else str(min(1.0, max(0.0, p.estimate))), list(p.similar_to)])
+        for lst, lp in m.links:
+            for cite in lp.similar_to:
                 self._record(lst, cite["effect"], rec_id, cite["note"], cite["recommendation_id"],
                              cite["similarity"], lp.cost_before)
             got = self.vectors.get((lst.dbid, lst.userid, lst.queryid))
@@ -443,38 +449,3 @@ def check_embedding_model(db: Db) -> dict:
     """arch._check_embedding_model(): the configured model exists and has 384 dimensions
     (configuration files only: the model is not loaded)."""
     return embed.check_model(load_settings(db).embedding_model)
-
-
-# ------------------------------------------------------------------------------------------
-# Entry points of the PL/Python functions (one call per body)
-# ------------------------------------------------------------------------------------------
-
-
-def _call(plpy, fn, *args):
-    from .db import PlpyDb
-    from .entry import _raise, _reraise
-
-    try:
-        return fn(PlpyDb(plpy), *args)
-    except UserError as err:
-        _raise(plpy, err)
-    except DbError as err:
-        _reraise(plpy, err)
-
-
-def sql_embed(plpy, content):
-    return _call(plpy, embed_text, content)
-
-
-def sql_canonical_statement(plpy, query):
-    return _call(plpy, canonical_statement, query)
-
-
-def sql_similar_optimizations(plpy, sql, k):
-    return _call(plpy, similar_optimizations, sql, k)
-
-
-def sql_check_embedding_model(plpy):
-    import json
-
-    return json.dumps(_call(plpy, check_embedding_model))

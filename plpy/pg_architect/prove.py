@@ -16,6 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from .analyze import SkipStatement
+from .sqltext import several_statements  # noqa: F401  (re-exported)
 from .db import INDETERMINATE_DATATYPE, QUERY_CANCELED, Db, DbError
 
 STMT = "pga_audit_stmt"
@@ -42,72 +43,6 @@ _SQLSTATE_SKIPS = {
     "42883": ("unknown_function", "a function or operator of the statement does not exist for these types"),
     "55P03": ("locked", "a table of the statement is locked by another session (lock_timeout)"),
 }
-
-
-_DOLLAR_TAG = re.compile(r"\$([A-Za-z_\u0080-\uffff][A-Za-z0-9_\u0080-\uffff]*)?\$")
-
-
-def several_statements(sql: str) -> bool:
-    """True if ``sql`` has a ``;`` outside strings, quoted identifiers, dollar quotes and comments
-    (PostgreSQL's lexical rules, standard_conforming_strings on), or an unterminated one of those.
-
-    A second guard, independent of the SQL parser, before anything reaches PREPARE: inside the
-    server a PL/Python plan may hold several statements, and all of them would run.
-    """
-    text = sql.rstrip().rstrip(";").rstrip()
-    i, n = 0, len(text)
-    while i < n:
-        c = text[i]
-        nxt = text[i + 1] if i + 1 < n else ""
-        if c == "'":
-            escape = i > 0 and text[i - 1] in "eE" and (i == 1 or not (text[i - 2].isalnum() or text[i - 2] == "_"))
-            i += 1
-            while True:
-                if i >= n:
-                    return True
-                if escape and text[i] == "\\":
-                    i += 2
-                    continue
-                if text[i] == "'":
-                    if i + 1 < n and text[i + 1] == "'":
-                        i += 2
-                        continue
-                    break
-                i += 1
-            i += 1
-        elif c == '"':
-            j = text.find('"', i + 1)
-            if j < 0:
-                return True
-            i = j + 1
-        elif c == "-" and nxt == "-":
-            j = text.find("\n", i)
-            i = n if j < 0 else j + 1
-        elif c == "/" and nxt == "*":
-            depth, i = 1, i + 2
-            while depth:
-                if i >= n:
-                    return True
-                if text.startswith("/*", i):
-                    depth, i = depth + 1, i + 2
-                elif text.startswith("*/", i):
-                    depth, i = depth - 1, i + 2
-                else:
-                    i += 1
-        elif c == "$" and not (i > 0 and (text[i - 1].isalnum() or text[i - 1] in "_$")):
-            m = _DOLLAR_TAG.match(text, i)
-            if m:
-                j = text.find(m.group(0), m.end())
-                if j < 0:
-                    return True
-                i = j + len(m.group(0))
-            else:
-                i += 1
-        elif c == ";":
-            return True
-        else:
-            i += 1
-    return False
 
 
 def _quote_schema(name: str) -> str:

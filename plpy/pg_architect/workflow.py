@@ -17,10 +17,8 @@ The approval itself (``arch.approve`` / ``arch.reject``), the lifecycle and its 
 from __future__ import annotations
 
 from .db import Db
+from .errors import TaskError  # noqa: F401  (re-exported)
 
-# Statuses and who may move a recommendation between them (mirrors arch._transition_role()).
-STATUSES = ("proposed", "approved", "rejected", "pr_open", "merged", "closed", "applied", "superseded")
-POLICIES = ("on_approval", "auto_above_threshold")
 
 
 def after_audit(db: Db, run_id: int) -> dict:
@@ -86,21 +84,3 @@ def supersede(db: Db, run_id: int) -> int:
         "       ORDER BY o2.id, n.est_gain_pct DESC, n.id) b"
         " WHERE o.id = b.old_id RETURNING o.id", [run_id])
     return len(rows)
-
-
-class TaskError(Exception):
-    """A sidecar request that did not succeed.
-
-    ``transient``: worth another attempt (network, 5xx, rate limit), at ``retry_at`` (epoch
-    seconds) if given, else after the backoff; ``refused``: a safety check said no (status
-    ``refused``); otherwise the request fails now (a setting or the environment must change,
-    then ``arch.retry_request``).
-    """
-
-    def __init__(self, message: str, *, transient: bool = False, refused: bool = False,
-                 retry_at: float | None = None, result: dict | None = None):
-        super().__init__(message)
-        self.transient = transient
-        self.refused = refused
-        self.retry_at = retry_at
-        self.result = result

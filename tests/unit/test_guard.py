@@ -2,7 +2,7 @@
 
 import pytest
 
-from pg_architect.prove import several_statements
+from pg_architect.sqltext import several_statements
 
 
 @pytest.mark.parametrize("sql", [

@@ -85,7 +85,7 @@ class Settings:
 
 
 def load_settings(db: Db) -> Settings:
-    from ..db import load_settings as db_load_settings
+    from ..settings import load_into as db_load_settings
 
     return db_load_settings(db, Settings)
 
@@ -955,18 +955,9 @@ def _advise_rows(db: Db, rows: list[dict], settings: Settings, plan_as: security
     return out
 
 
-def advise_statistics_sql(plpy, min_calls, max_statements) -> str:
-    """arch.advise_statistics(): :func:`advise_workload` inside the server, as a JSON array."""
-    from ..db import PlpyDb
-
-    try:
-        return json.dumps(advise_workload(PlpyDb(plpy), min_calls=min_calls, limit=max_statements), default=str)
-    except UserError as err:
-        kwargs = {k: v for k, v in (("detail", err.detail), ("hint", err.hint), ("sqlstate", err.sqlstate)) if v}
-        plpy.error(err.message, **kwargs)
-    except DbError as err:
-        kwargs = {k: v for k, v in (("detail", err.detail), ("sqlstate", err.sqlstate)) if v}
-        plpy.error(str(err).splitlines()[0], **kwargs)
+def advise_statistics_json(db: Db, min_calls, max_statements) -> str:
+    """arch.advise_statistics(): :func:`advise_workload` as a JSON array (entry.py calls it)."""
+    return json.dumps(advise_workload(db, min_calls=min_calls, limit=max_statements), default=str)
 
 
 # --------------------------------------------------------------------------- staging only

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from pg_architect.analyze import StatementInfo, TableUsage, analyze_statement
-from pg_architect.recommend import (
+from pg_architect.advisors.index_candidates import (
     KINDS,
     Candidate,
     ExistingIndex,

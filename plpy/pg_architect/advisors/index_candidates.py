@@ -15,7 +15,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 
-from .analyze import StatementInfo, TableUsage, quote_ident
+from ..analyze import StatementInfo, TableUsage, quote_ident
 
 __all__ = [
     "Candidate",

@@ -1,0 +1,86 @@
+"""Pipeline steps 4 and 5 for one statement: read it, let every advisor propose, prove, choose.
+
+Safety rules enforced here (the audit and ``arch.analyze_query`` share them):
+
+* utility statements are refused before anything else (their text is never stored);
+* with ``plan_as``, every planner call runs as the role that ran the statement (a SECURITY DEFINER
+  wrapper owned by that role, security.py), never the auditor's; a statement on another
+  session's temporary schema cannot be planned and is skipped;
+* the statement is read with its role's search_path (set local, restored after);
+* user statements are only PREPAREd and EXPLAINed (no ANALYZE): nothing of theirs runs.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from . import analyze, security
+from .advisors.base import Advice, Advisor, Proof, StatementContext, advise
+from .advisors.index import IndexAdvisor
+from .catalog import PgCatalog, search_path_for
+from .db import Db, local_setting
+from .errors import SkipStatement
+from .prove import Prover
+from .settings import Settings
+from .sqltext import quote_ident
+
+# The advisors the audit runs, in order (each proposes candidates of its kind).
+ADVISORS: tuple[type[Advisor], ...] = (IndexAdvisor,)
+
+
+@dataclass
+class StatementResult:
+    """What steps 4 and 5 made of one statement (``info`` / ``catalog`` give the canonical text)."""
+
+    advice: Advice
+    info: analyze.StatementInfo
+    catalog: PgCatalog
+
+    @property
+    def cost_before(self) -> float:
+        return self.advice.cost_before
+
+    @property
+    def candidates_tested(self) -> int:
+        return self.advice.candidates_tested
+
+    @property
+    def proven(self) -> list[Proof]:
+        return self.advice.proven
+
+    @property
+    def note(self) -> str | None:
+        return self.advice.note
+
+
+def advisors() -> list[Advisor]:
+    return [cls() for cls in ADVISORS]
+
+
+def analyze_one(db: Db, prover: Prover, text: str, settings: Settings, *,
+                userid: int | None = None, share: float | None = None, calls: int | None = None,
+                total_ms: float | None = None, search_path: list[str] | None = None,
+                plan_as: security.PlanAs | None = None) -> StatementResult:
+    """Analyse one statement: parse, let the advisors propose and prove, keep their choice.
+
+    With ``plan_as``, every planner call runs as role ``userid`` (the caller when None)."""
+    t0 = time.monotonic()
+    skip = security.utility_skip(text)
+    if skip is not None:
+        raise skip
+    if plan_as is not None:
+        if userid is not None and security.references_temp_schema(text):
+            raise SkipStatement("temp_object", "it uses an object of a temporary schema (pg_temp) of the "
+                                "session that ran it, which cannot be resolved from the audit's session")
+        prover.run_as = plan_as.wrapper_for(userid)
+    path = search_path if search_path is not None else search_path_for(db, userid)
+    with local_setting(db, "search_path", ", ".join(quote_ident(p, always=True) for p in path) or "pg_catalog"):
+        cat = PgCatalog(db, path)
+        info = analyze.analyze_statement(text, cat, max_length=settings.max_statement_length)
+        if info.kind == "insert" and not info.tables:
+            raise SkipStatement("not_supported", "INSERT ... VALUES has nothing an index can speed up")
+        before = prover.load(info.text, info.param_count, info.free_params)
+        ctx = StatementContext(db=db, text=text, info=info, catalog=cat, before=before, settings=settings,
+                               share=share, calls=calls, total_ms=total_ms, started=t0)
+        return StatementResult(advice=advise(ctx, prover, advisors()), info=info, catalog=cat)
