@@ -125,7 +125,8 @@ def indexes_in_test_schemas(db) -> set[str]:
 
 
 def test_every_proposed_ddl_and_rollback_runs(audited, dsn):
-    from pg_architect import github_pr, index_ddl
+    from pg_architect import index_ddl
+    from pg_architect.sidecar import github as github_pr
     from pg_architect.db import PsycopgDb
 
     import psycopg
@@ -250,9 +251,9 @@ def test_partial_and_expression_ddl_quotes_correctly(audited, dsn, keys, where, 
 def test_foreign_table_partition_refused_by_the_sidecar(audited, dsn):
     """A foreign-table partition cannot have an index, so the parent's ON ONLY index could never
     become valid: once one is attached, the sidecar refuses the recommendation's pull request."""
-    from pg_architect import github_pr
+    from pg_architect.sidecar import github as github_pr
     from pg_architect.db import PsycopgDb
-    from pg_architect.workflow import TaskError
+    from pg_architect.errors import TaskError
 
     import psycopg
 

@@ -10,7 +10,8 @@ import pytest
 
 from conftest import Session
 from fake_llm import HIJACKED, FakeLLM
-from pg_architect import llm, vanna_store
+from pg_architect.sidecar import llm
+from pg_architect.sidecar import vanna as vanna_store
 from pg_architect.db import PsycopgDb
 from pg_architect.sidecar import Sidecar
 

@@ -41,7 +41,7 @@ from sqlglot.tokens import TokenType
 
 from . import pgparse
 from .errors import SkipStatement  # noqa: F401  (re-exported)
-from .sqltext import _DOLLAR_TAG, PG_KEYWORDS, _BARE_IDENT, quote_ident  # noqa: F401  (re-exported)
+from .sqltext import _BARE_IDENT, _DOLLAR_TAG, PG_KEYWORDS, fold_identifier, quote_ident  # noqa: F401  (re-exported)
 
 __all__ = [
     "Catalog",
@@ -100,16 +100,6 @@ class StatementInfo:
 # Identifiers
 # --------------------------------------------------------------------------
 
-def fold_identifier(name: str) -> str:
-    """Fold an unquoted identifier: PostgreSQL lower-cases ASCII letters only.
-
-    In a UTF-8 database ``Größe`` stays ``Größe`` (multibyte characters are not
-    case-folded), ``Orders`` becomes ``orders``.
-    """
-    return name.translate(_ASCII_LOWER)
-
-
-_ASCII_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
 
 
 # --------------------------------------------------------------------------

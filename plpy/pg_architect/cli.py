@@ -235,7 +235,8 @@ def cmd_sidecar(args) -> int:
 
 def cmd_train(args) -> int:
     """Train Vanna now (what a train request does), from here."""
-    from . import llm, vanna_store
+    from .sidecar import llm
+    from .sidecar import vanna as vanna_store
     from .db import PsycopgDb
 
     _log_to_stderr(args.verbose)

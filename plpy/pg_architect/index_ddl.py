@@ -20,7 +20,7 @@
 
 A partition's index is named after the partition and a digest of the parent index's name and
 the partition (at most 63 bytes, unique per parent index and partition), so the procedure can be
-rebuilt from the recommendation alone and compared (``github_pr.validate_ddl``).
+rebuilt from the recommendation alone and compared (``sidecar.github.validate_ddl``).
 Foreign-table partitions cannot have indexes: a table with one gets no partitioned procedure
 (:class:`NotIndexable`).
 """

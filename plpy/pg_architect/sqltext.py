@@ -55,6 +55,18 @@ def quote_ident(name: str, always: bool = False) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def fold_identifier(name: str) -> str:
+    """Fold an unquoted identifier: PostgreSQL lower-cases ASCII letters only.
+
+    In a UTF-8 database ``Größe`` stays ``Größe`` (multibyte characters are not
+    case-folded), ``Orders`` becomes ``orders``.
+    """
+    return name.translate(_ASCII_LOWER)
+
+
+_ASCII_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
+
+
 def qualified(schema: str, name: str) -> str:
     return f"{quote_ident(schema)}.{quote_ident(name)}"
 

@@ -134,7 +134,7 @@ class Candidate(abc.ABC):
     def migration_files(self, rec: dict, fmt: str, directory: str,
                         stamp: dt.datetime | None = None) -> list[dict]:
         """The migration file(s) of the stored recommendation ``rec`` in the target repo's format."""
-        from ..github_pr import render_files
+        from ..sidecar.github import render_files
 
         return render_files(rec, fmt, directory, stamp or dt.datetime.now(dt.timezone.utc))
 

@@ -37,11 +37,10 @@ from sqlglot import exp
 
 import pg_architect
 
-from . import index_ddl
-from .analyze import fold_identifier, quote_ident
-from .db import Db
-from .prove import several_statements
-from .workflow import TaskError
+from .. import index_ddl
+from ..sqltext import fold_identifier, quote_ident, several_statements
+from ..db import Db
+from ..errors import TaskError
 
 log = logging.getLogger("pg_architect.github")
 

@@ -32,9 +32,9 @@ from typing import Any, Callable
 
 import pg_architect
 
-from .db import PsycopgDb
+from ..db import PsycopgDb
+from ..errors import TaskError
 from .llm import LLMError
-from .workflow import TaskError
 
 log = logging.getLogger("pg_architect.sidecar")
 
@@ -258,7 +258,7 @@ class Sidecar:
 
     # ------------------------------------------------------------------ the kinds
     def github(self):
-        from .github_pr import GitHub
+        from .github import GitHub
 
         token = next((self.env[v] for v in TOKEN_VARS if self.env.get(v)), None)
         if not token:
@@ -268,7 +268,7 @@ class Sidecar:
                       max_wait=float(s["github_max_wait_s"]), sleep=self.sleep, clock=self.clock)
 
     def do_open_pr(self, req: dict) -> dict:
-        from .github_pr import open_pull_request
+        from .github import open_pull_request
 
         rec_id = (req["payload"] or {}).get("recommendation_id")
         if not isinstance(rec_id, int):
@@ -276,19 +276,19 @@ class Sidecar:
         return open_pull_request(self.db, self.github, rec_id, self.settings)
 
     def vanna(self):
-        from . import llm, vanna_store
+        from . import llm, vanna
 
-        return vanna_store.make_vanna(self.db, llm.from_settings(self.settings, self.env), self.embedder)
+        return vanna.make_vanna(self.db, llm.from_settings(self.settings, self.env), self.embedder)
 
     def do_explain(self, req: dict) -> dict:
-        from . import vanna_store
+        from . import vanna
 
         p = req["payload"] or {}
         st = self.db.one("SELECT query FROM arch.statement WHERE dbid = $1::bigint::oid AND userid = $2::bigint::oid"
                          " AND queryid = $3", [p.get("dbid"), p.get("userid"), p.get("queryid")])
         if st is None:
             return {"skipped": "the statement is no longer in arch.statement"}
-        from .security import PLANNABLE_SQL_RE, UTILITY_TEXT
+        from ..security import PLANNABLE_SQL_RE, UTILITY_TEXT
 
         if st["query"].endswith(UTILITY_TEXT) or not re.match(PLANNABLE_SQL_RE.replace("\\M", "\\b"), st["query"], re.I):
             # Never send a utility statement (it may hold a password) to an LLM.
@@ -296,7 +296,7 @@ class Sidecar:
         vn = self.vanna()
         if vn.llm is None:
             raise TaskError("no LLM is configured (arch.settings.llm_provider is NULL)")
-        text = vanna_store.explain(vn, st["query"])
+        text = vanna.explain(vn, st["query"])
         if not text:
             raise TaskError("the LLM returned an empty explanation", transient=True)
         with self.conn.transaction():
@@ -310,7 +310,7 @@ class Sidecar:
         return {"explanation": text}
 
     def do_ask(self, req: dict) -> dict:
-        from . import vanna_store
+        from . import vanna
 
         question = (req["payload"] or {}).get("question")
         if not question:
@@ -319,20 +319,20 @@ class Sidecar:
         if vn.llm is None:
             raise TaskError("no LLM is configured (arch.settings.llm_provider is NULL)")
         s = self.settings
-        result = vanna_store.ask(vn, self.conn, question, row_cap=int(s["ask_row_cap"]),
+        result = vanna.ask(vn, self.conn, question, row_cap=int(s["ask_row_cap"]),
                                  timeout_ms=int(s["ask_statement_timeout_ms"]))
         if not result["accepted"]:
             log.warning("ask %s: generated SQL refused: %s", req["id"], result.get("refusal"))
         return result
 
     def do_train(self, req: dict) -> dict:
-        from . import vanna_store
+        from . import vanna
 
-        return vanna_store.train(self.db, self.vanna())
+        return vanna.train(self.db, self.vanna())
 
     # ------------------------------------------------------------------ pull request sync
     def maybe_sync(self, force: bool = False) -> dict | None:
-        from .github_pr import sync_pull_requests
+        from .github import sync_pull_requests
 
         s = self.settings
         if not s.get("github_repo"):

@@ -29,10 +29,9 @@ from typing import Any, Callable, Sequence
 import sqlglot
 from sqlglot import exp
 
-from .analyze import quote_ident
-from .db import Db
+from ..sqltext import quote_ident, several_statements
+from ..db import Db
 from .llm import LLM, LLMError
-from .prove import several_statements
 
 log = logging.getLogger("pg_architect.vanna")
 
@@ -68,7 +67,7 @@ def _vector_literal(vec: Sequence[float]) -> str:
 def default_embedder(db: Db) -> Embedder:
     """The knowledge base's embedder (``arch.settings.embedding_model``, see
     :mod:`pg_architect.embed`: a local model or feature hashing, never a download)."""
-    from . import embed
+    from .. import embed
 
     spec = db.scalar("SELECT embedding_model FROM arch.settings WHERE id")
     return embed.get_embedder(spec).embed_many
