@@ -11,7 +11,7 @@ it only writes ``arch`` rows and never waits on the network:
   same statements, at least the same estimated gain) and no longer found the old one.
 
 The approval itself (``arch.approve`` / ``arch.reject``), the lifecycle and its history are SQL
-(``sql/060_workflow.sql``): a DBA's decision needs no Python.
+(``sql/700_workflow.sql``): a DBA's decision needs no Python.
 """
 
 from __future__ import annotations
@@ -35,34 +35,26 @@ def after_audit(db: Db, run_id: int) -> dict:
 def queue_explanations(db: Db, run_id: int) -> int:
     """One ``explain`` request per analysed statement of the run without an explanation yet;
     a failed one is queued again, a pending or done one is left alone."""
-    rows = db.query(
-        "INSERT INTO arch.request AS q (kind, payload, dedup_key)"
-        " SELECT 'explain', jsonb_build_object('dbid', a.dbid::bigint, 'userid', a.userid::bigint,"
-        "        'queryid', a.queryid), format('explain:%s:%s:%s', a.dbid, a.userid, a.queryid)"
-        " FROM arch.audit_statement a"
-        " WHERE a.audit_run_id = $1 AND a.outcome = 'analyzed'"
-        "   AND NOT EXISTS (SELECT 1 FROM arch.statement_explanation e"
-        "                   WHERE e.dbid = a.dbid AND e.userid = a.userid AND e.queryid = a.queryid)"
-        " ORDER BY a.total_time_ms DESC"
-        " ON CONFLICT (dedup_key) DO UPDATE SET status = 'pending', attempts = 0, run_after = now(),"
-        "   last_error = NULL, finished_at = NULL, claimed_by = NULL, claimed_at = NULL"
-        "   WHERE q.status IN ('failed', 'refused')"
-        " RETURNING q.id", [run_id])
-    return len(rows)
+    return int(db.scalar(
+        "SELECT count(*) FROM (SELECT arch._queue_request('explain', jsonb_build_object('dbid', a.dbid::bigint,"
+        "        'userid', a.userid::bigint, 'queryid', a.queryid),"
+        "        format('explain:%s:%s:%s', a.dbid, a.userid, a.queryid), true) AS id"
+        "  FROM arch.audit_statement a"
+        "  WHERE a.audit_run_id = $1 AND a.outcome = 'analyzed'"
+        "    AND NOT EXISTS (SELECT 1 FROM arch.statement_explanation e"
+        "                    WHERE e.dbid = a.dbid AND e.userid = a.userid AND e.queryid = a.queryid)"
+        "  ORDER BY a.total_time_ms DESC) q WHERE q.id IS NOT NULL", [run_id]))
 
 
 def queue_auto_pull_requests(db: Db) -> int:
     """Policy auto_above_threshold: an ``open_pr`` request for every proposed recommendation at
     or above the threshold (once per recommendation)."""
-    rows = db.query(
-        "INSERT INTO arch.request (kind, payload, dedup_key)"
-        " SELECT 'open_pr', jsonb_build_object('recommendation_id', r.id), 'open_pr:' || r.id"
-        " FROM arch.recommendation r CROSS JOIN arch.settings s"
-        " WHERE s.id AND r.status = 'proposed' AND r.kind = 'index'"
-        "   AND r.confidence >= s.confidence_threshold"
-        " ORDER BY r.benefit_ms DESC, r.id"
-        " ON CONFLICT (dedup_key) DO NOTHING RETURNING id")
-    return len(rows)
+    return int(db.scalar(
+        "SELECT count(*) FROM (SELECT arch._queue_request('open_pr', jsonb_build_object('recommendation_id', r.id),"
+        "        'open_pr:' || r.id) AS id"
+        "  FROM arch.recommendation r CROSS JOIN arch.settings s"
+        "  WHERE s.id AND r.status = 'proposed' AND r.kind = 'index' AND r.confidence >= s.confidence_threshold"
+        "  ORDER BY r.benefit_ms DESC, r.id) q WHERE q.id IS NOT NULL"))
 
 
 def supersede(db: Db, run_id: int) -> int:
@@ -73,7 +65,7 @@ def supersede(db: Db, run_id: int) -> int:
         " FROM (SELECT DISTINCT ON (o2.id) o2.id AS old_id, n.id AS new_id"
         "       FROM arch.recommendation o2"
         "       JOIN arch.recommendation n ON n.schema_name = o2.schema_name AND n.table_name = o2.table_name"
-        "        AND n.id <> o2.id AND n.status = 'proposed' AND n.last_audit_run_id = $1"
+        "        AND n.kind = o2.kind AND n.id <> o2.id AND n.status = 'proposed' AND n.last_audit_run_id = $1"
         "        AND n.est_gain_pct >= o2.est_gain_pct"
         "       WHERE o2.status = 'proposed' AND o2.last_audit_run_id IS DISTINCT FROM $1"
         "         AND EXISTS (SELECT 1 FROM arch.recommendation_statement a"

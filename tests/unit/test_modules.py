@@ -119,3 +119,11 @@ def test_own_call_covers_every_arch_function():
         assert OWN_CALL.search(f"select ARCH . {n} ()"), n
     assert not OWN_CALL.search("SELECT * FROM arch.recommendation WHERE id = $1")
     assert not OWN_CALL.search("SELECT search(x) FROM research.t")
+
+
+def test_privileges_in_one_file_that_sorts_last():
+    files = sorted(SQL.glob("*.sql"))
+    assert files[-1].name == "999_privileges.sql"
+    for f in files[:-1]:
+        for line in f.read_text(encoding="utf-8").splitlines():
+            assert not re.match(r"\s*(GRANT|REVOKE)\b", line, re.I), f"{f.name}: {line}"

@@ -1,5 +1,73 @@
+-- pg_architect: every privilege of the arch schema, in one place; sorts last. Idempotent.
+--
+-- Sections: base roles and tables (revoke PUBLIC on everything, then grant), knowledge,
+-- workflow and sidecar, security functions, statistics advisor. New objects get their grants
+-- here (sql/ files by pipeline step create objects and comment them; this file grants).
+
+-- ==== base: roles, tables, audit functions ====
+-- pg_architect: comments on tables and privileges. Idempotent.
+--
+-- Roles (created by `pg-architect install`, NOLOGIN; grant them to login roles):
+--   arch_reader  reads the views (Grafana, dashboards)
+--   arch_admin   runs audits, changes settings, schedules the weekly audit
+-- arch.python_env and arch.migration are never granted: only the installing superuser writes them.
+
+COMMENT ON SCHEMA arch IS 'pg_architect: an AI database architect that lives inside PostgreSQL.';
+COMMENT ON TABLE arch.statement IS 'Text of every pg_stat_statements entry seen by an audit, stored once per (dbid, userid, queryid).';
+COMMENT ON TABLE arch.snapshot IS 'A copy of pg_stat_statements counters taken at the start of each audit; audits work on the delta between snapshots.';
+COMMENT ON TABLE arch.snapshot_statement IS 'Cumulative counters of one statement in one snapshot.';
+COMMENT ON TABLE arch.audit_run IS 'One row per audit run: window, counts, timings and status.';
+COMMENT ON TABLE arch.audit_statement IS 'Each statement an audit selected: analysed (with its cost) or skipped (with the reason).';
+COMMENT ON TABLE arch.recommendation IS 'Proven recommendations: exact DDL, costs before/after, estimated gain, confidence, status.';
+COMMENT ON TABLE arch.recommendation_statement IS 'Which statements each recommendation speeds up, per audit.';
+
+REVOKE ALL ON ALL TABLES IN SCHEMA arch FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA arch FROM PUBLIC;
+GRANT USAGE ON SCHEMA arch TO arch_reader, arch_admin;
+
+-- Readers: the views and the settings, nothing else.
+GRANT SELECT ON arch.recommendations, arch.pending_recommendations, arch.audit_runs,
+                arch.skipped_statements, arch.settings_overview, arch.settings TO arch_reader;
+GRANT EXECUTE ON FUNCTION arch.version() TO PUBLIC;
+
+-- Admins: everything a reader has, run audits, change settings, schedule.
+GRANT arch_reader TO arch_admin;
+GRANT SELECT, UPDATE ON arch.settings TO arch_admin;
+GRANT SELECT, INSERT, UPDATE, DELETE ON arch.statement, arch.snapshot, arch.snapshot_statement,
+      arch.audit_run, arch.audit_statement, arch.recommendation, arch.recommendation_statement TO arch_admin;
+-- The prologue must read where the package lives (reading it is harmless; writing it is not).
+GRANT SELECT ON arch.python_env TO arch_admin;
+GRANT EXECUTE ON FUNCTION arch._boot(), arch.run_audit(), arch.analyze_query(text), arch._analyze_query(text, text),
+      arch.schedule(text), arch.unschedule() TO arch_admin;
+
+-- arch.schedule() runs as its caller: admins need to reach pg_cron's functions (when installed).
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_cron') THEN
+        GRANT USAGE ON SCHEMA cron TO arch_admin;
+    END IF;
+END
+$$;
+
+-- ==== knowledge base ====
+-- pg_architect: privileges of the knowledge base. Idempotent.
+-- After the base section above (which revoked PUBLIC on every arch table and function).
+--
+-- Readers see the knowledge base through views (no vectors, no functions: arch.embed and
+-- arch.similar_optimizations load a model into the calling backend — about 150 MB for the default,
+-- 0.5 GB for a sentence-transformers one — so they are for admins). Admins run audits, which
+-- write cases and recall decisions, and prune.
+
+GRANT SELECT ON arch.knowledge_cases, arch.outcomes, arch.calibration, arch.recall_decisions TO arch_reader;
+
+GRANT SELECT, INSERT, UPDATE, DELETE ON arch.knowledge, arch.audit_recall TO arch_admin;
+GRANT EXECUTE ON FUNCTION arch.embed(text), arch.canonical_statement(text),
+      arch.similar_optimizations(text, integer), arch.prune_knowledge(interval, text[], boolean, boolean),
+      arch._check_embedding_model() TO arch_admin;
+
+-- ==== workflow and sidecar ====
 -- pg_architect: comments and privileges of the approval workflow and the sidecar. Idempotent.
--- Runs after 090_privileges.sql (which revoked PUBLIC on every arch table and function).
+-- After the base section above (which revoked PUBLIC on every arch table and function).
 --
 -- Roles (created by `pg-architect install`, NOLOGIN; grant them to login roles):
 --   arch_approver  approves and rejects recommendations (and reads the views)
@@ -51,6 +119,7 @@ GRANT SELECT, UPDATE (status, decision_note) ON arch.recommendation TO arch_appr
 GRANT SELECT ON arch.settings TO arch_approver;
 GRANT INSERT ON arch.recommendation_transition TO arch_approver;
 GRANT SELECT, INSERT ON arch.request TO arch_approver;
+GRANT EXECUTE ON FUNCTION arch._queue_request(text, jsonb, text, boolean) TO arch_approver, arch_admin;
 GRANT EXECUTE ON FUNCTION arch.approve(bigint, text), arch.reject(bigint, text),
       arch._decision_error(text, bigint, text, name, timestamptz, text),
       arch._transition_role(text, text) TO arch_approver;
@@ -79,3 +148,20 @@ GRANT EXECUTE ON FUNCTION arch._transition_role(text, text), arch._sidecar_lock_
 
 -- arch.sidecars calls it (views run functions with the reader's privileges): a constant, harmless.
 GRANT EXECUTE ON FUNCTION arch._sidecar_lock_key() TO arch_reader;
+
+-- ==== security functions ====
+-- pg_architect: privileges of the security functions (issue 7). Idempotent.
+--
+-- Views run these functions with the privileges of the role reading them: every role that
+-- reads an arch view (arch_reader and the roles granted it) needs them.
+
+GRANT EXECUTE ON FUNCTION arch.statement_visible(oid), arch.visible_text(oid, text),
+      arch.approval_hash(text, text, text, text, text) TO arch_reader;
+
+-- ==== statistics advisor ====
+-- pg_architect: privileges of the statistics advisor. Idempotent.
+-- After the base section above (which revoked PUBLIC on every arch function).
+-- arch.advise_statistics() reads a sample of the audited tables and, when the setting allows,
+-- takes their SHARE UPDATE EXCLUSIVE lock for a moment: admins only, with their own rights.
+
+GRANT EXECUTE ON FUNCTION arch.advise_statistics(bigint, integer) TO arch_admin;

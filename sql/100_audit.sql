@@ -12,7 +12,7 @@ COMMENT ON FUNCTION arch.run_audit() IS
 'Runs an audit now: snapshots pg_stat_statements, analyses the costliest statements of the window, proves the advisors'' candidates with the planner (hypopg) and stores recommendations. Returns a JSON summary.';
 
 -- analyze_query returns the advisor's kind (0.x had no kind column): a changed RETURNS TABLE
--- needs DROP + CREATE; done only when the installed one lacks it (grants: 090_privileges.sql).
+-- needs DROP + CREATE; done only when the installed one lacks it (grants: 999_privileges.sql).
 DO $do$
 BEGIN
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace

@@ -251,6 +251,36 @@ $$;
 COMMENT ON FUNCTION arch._decision_error(text, bigint, text, name, timestamptz, text) IS
 'Internal: raises the error of arch.approve() / arch.reject() for a recommendation that is not waiting for a decision.';
 
+CREATE OR REPLACE FUNCTION arch._queue_request(kind text, payload jsonb DEFAULT '{}', dedup_key text DEFAULT NULL,
+                                               requeue_failed boolean DEFAULT false) RETURNS bigint
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    req bigint;
+BEGIN
+    -- Runs as the caller (requested_by = current_user): DO NOTHING needs only INSERT on the queue
+    -- (approvers); re-queueing a failed one (the audit) needs UPDATE too.
+    IF requeue_failed THEN
+        INSERT INTO arch.request AS q (kind, payload, dedup_key)
+        VALUES (_queue_request.kind, coalesce(_queue_request.payload, '{}'), _queue_request.dedup_key)
+        ON CONFLICT ON CONSTRAINT request_dedup_key_unique DO UPDATE
+            SET status = 'pending', attempts = 0, run_after = now(), last_error = NULL, finished_at = NULL,
+                claimed_by = NULL, claimed_at = NULL
+            WHERE q.status IN ('failed', 'refused')
+        RETURNING q.id INTO req;
+    ELSE
+        INSERT INTO arch.request AS q (kind, payload, dedup_key)
+        VALUES (_queue_request.kind, coalesce(_queue_request.payload, '{}'), _queue_request.dedup_key)
+        ON CONFLICT ON CONSTRAINT request_dedup_key_unique DO NOTHING
+        RETURNING q.id INTO req;
+    END IF;
+    RETURN req;
+END
+$$;
+COMMENT ON FUNCTION arch._queue_request(text, jsonb, text, boolean) IS
+'Internal: queues a request for the sidecar (one place for approve, ask, train and the audit). Returns its id, or NULL when a request with the same dedup_key exists and was left as is (requeue_failed: a failed or refused one is queued again).';
+
 CREATE OR REPLACE FUNCTION arch.approve(id bigint, note text DEFAULT NULL) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
@@ -276,10 +306,7 @@ BEGIN
     END IF;
     UPDATE arch.recommendation r SET status = 'approved', decision_note = nullif(btrim(approve.note), '')
     WHERE r.id = approve.id;
-    INSERT INTO arch.request (kind, payload, dedup_key)
-    VALUES ('open_pr', jsonb_build_object('recommendation_id', approve.id), 'open_pr:' || approve.id)
-    ON CONFLICT (dedup_key) DO NOTHING
-    RETURNING request.id INTO req;
+    req := arch._queue_request('open_pr', jsonb_build_object('recommendation_id', approve.id), 'open_pr:' || approve.id);
     IF req IS NULL THEN
         SELECT q.id INTO req FROM arch.request q WHERE q.dedup_key = 'open_pr:' || approve.id;
     END IF;
@@ -383,8 +410,7 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'UPDATE arch.settings SET llm_provider = ''openai'', llm_model = ''...''; and give the sidecar its key in its environment.';
     END IF;
-    INSERT INTO arch.request (kind, payload) VALUES ('ask', jsonb_build_object('question', btrim(question)))
-    RETURNING request.id INTO req;
+    req := arch._queue_request('ask', jsonb_build_object('question', btrim(question)));
     RAISE NOTICE 'question queued as request %: SELECT * FROM arch.answer(%);', req, req;
     RETURN req;
 END
@@ -402,7 +428,7 @@ BEGIN
     SELECT q.id INTO req FROM arch.request q
     WHERE q.kind = 'train' AND q.status IN ('pending', 'running') ORDER BY q.id LIMIT 1;
     IF req IS NULL THEN
-        INSERT INTO arch.request (kind) VALUES ('train') RETURNING request.id INTO req;
+        req := arch._queue_request('train');
     END IF;
     RETURN req;
 END

