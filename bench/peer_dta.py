@@ -69,7 +69,7 @@ async def run(req: dict) -> dict:
             """The parsed entry for q, or raises _Skip with the reason."""
             try:
                 got = await super()._validate_and_parse_workload([dict(q)])
-            except Exception as e:  # noqa: BLE001 -- their code raises bare ValueError
+            except Exception as e:
                 raise _Skip(f"cannot bind: {_cause(e)}") from None
             if not got:
                 raise _Skip("not analysable (not a SELECT)")
@@ -77,7 +77,7 @@ async def run(req: dict) -> dict:
                 plan = await self.get_explain_plan_with_indexes(got[0]["query"], frozenset())
                 if self.extract_cost_from_json_plan(plan) == float("inf"):
                     raise ValueError("no plan")
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 raise _Skip(f"cannot plan: {_cause(e)}") from None
             return got[0]
 
@@ -128,7 +128,7 @@ async def run(req: dict) -> dict:
     try:
         if driver.conn is not None and driver.is_pool:
             await driver.conn.close()
-    except Exception:  # noqa: BLE001
+    except Exception:
         pass
     return {
         "version": version("postgres-mcp"),

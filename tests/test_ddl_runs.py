@@ -125,11 +125,11 @@ def indexes_in_test_schemas(db) -> set[str]:
 
 
 def test_every_proposed_ddl_and_rollback_runs(audited, dsn):
-    from pg_architect import index_ddl
-    from pg_architect.sidecar import github as github_pr
-    from pg_architect.db import PsycopgDb
-
     import psycopg
+
+    from pg_architect import index_ddl
+    from pg_architect.db import PsycopgDb
+    from pg_architect.sidecar import github as github_pr
 
     db = audited
     recs = db.dicts("SELECT id, schema_name::text AS schema_name, table_name::text AS table_name,"
@@ -142,7 +142,7 @@ def test_every_proposed_ddl_and_rollback_runs(audited, dsn):
     names = [(r["schema_name"], r["index_name"]) for r in recs]
     assert len(set(names)) == len(names)
     baseline = indexes_in_test_schemas(db)
-    stamp = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+    stamp = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
     with psycopg.connect(dsn, autocommit=True) as conn:
         pdb = PsycopgDb(conn)
         for r in recs:
@@ -161,7 +161,7 @@ def test_every_proposed_ddl_and_rollback_runs(audited, dsn):
             else:
                 assert len(steps) == 1 and "CONCURRENTLY" in steps[0]
             files = {fmt: github_pr.render_files(rec, fmt, "db/migrations", stamp) for fmt in github_pr.FORMATS}
-            for fmt, fl in files.items():
+            for _fmt, fl in files.items():
                 github_pr.check_files(fl, validated)
             if partitioned:
                 assert len(files["prisma"]) == len(steps)
@@ -251,11 +251,11 @@ def test_partial_and_expression_ddl_quotes_correctly(audited, dsn, keys, where, 
 def test_foreign_table_partition_refused_by_the_sidecar(audited, dsn):
     """A foreign-table partition cannot have an index, so the parent's ON ONLY index could never
     become valid: once one is attached, the sidecar refuses the recommendation's pull request."""
-    from pg_architect.sidecar import github as github_pr
+    import psycopg
+
     from pg_architect.db import PsycopgDb
     from pg_architect.errors import TaskError
-
-    import psycopg
+    from pg_architect.sidecar import github as github_pr
 
     db = audited
     rec_id = db.value("SELECT id FROM arch.recommendation WHERE table_name = 'events' LIMIT 1")

@@ -138,9 +138,8 @@ def test_model_of_another_dimension_is_refused(db, dsn, model_dir):
     assert "produces 768-dimensional vectors, not 384" in str(err.value)
     assert "all-MiniLM-L6-v2" in err.value.diag.message_hint
     # ... and the install (or upgrade) says so before anything else happens.
-    with psycopg.connect(dsn) as conn:
-        with pytest.raises(inst.InstallError, match="768-dimensional vectors, not 384"):
-            inst.install(conn)
+    with psycopg.connect(dsn) as conn, pytest.raises(inst.InstallError, match="768-dimensional vectors, not 384"):
+        inst.install(conn)
 
 
 def test_missing_model_directory_is_refused(db, tmp_path):

@@ -65,15 +65,15 @@ def test_onnx_embeddings_match_sentence_transformers_batched_and_one_by_one(refe
 
 
 def test_long_texts_are_cut_at_256_tokens_not_128(reference):
-    doc, texts, want = reference
+    doc, _texts, _want = reference
     model = minilm.MiniLM()
     assert model.max_seq_length == 256
-    long = [c["text"] for c in doc["cases"] if c["tokens_untruncated"] > 256][0]
+    long = next(c["text"] for c in doc["cases"] if c["tokens_untruncated"] > 256)
     ids = model.tokens([long])[0].ids
     assert len(ids) == 256 and ids[-1] == model.tokenizer.token_to_id("[SEP]")
     # What follows token 256 changes nothing; what comes before it does.
     assert compare(model.encode([long + " AND extra = 1"]), model.encode([long]))[0] < 1e-6
-    mid = [c["text"] for c in doc["cases"] if 140 < c["tokens_untruncated"] <= 250][0]
+    mid = next(c["text"] for c in doc["cases"] if 140 < c["tokens_untruncated"] <= 250)
     assert compare(model.encode([mid]), model.encode([mid[: len(mid) * 3 // 4]]))[1] < 0.9999
 
 

@@ -4,8 +4,8 @@ import psycopg
 import pytest
 
 import pg_architect
-from pg_architect import install as inst
 from conftest import create_database, drop_database, pg_dump_schema
+from pg_architect import install as inst
 
 
 def test_reinstall_is_a_noop(dsn):
@@ -63,9 +63,8 @@ def test_migration_unknown_to_this_package_is_refused(dsn):
 
 def test_missing_prerequisite_is_named(dsn, monkeypatch):
     monkeypatch.setitem(inst.REQUIRED_EXTENSIONS, "no_such_ext", "apt-get install no-such-ext")
-    with psycopg.connect(dsn) as conn:
-        with pytest.raises(inst.InstallError) as err:
-            inst.install(conn)
+    with psycopg.connect(dsn) as conn, pytest.raises(inst.InstallError) as err:
+        inst.install(conn)
     assert "missing PostgreSQL extensions: no_such_ext" in str(err.value)
     assert "apt-get install no-such-ext" in str(err.value)
 

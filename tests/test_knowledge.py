@@ -370,7 +370,7 @@ def test_confidence_uses_calibration_once_there_is_enough_history(low_thresholds
 
 def test_prune_knowledge_keeps_what_it_should(db):
     db.sql("UPDATE arch.settings SET embedding_model = 'hashing'")
-    old = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=400)
+    old = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=400)
     seeds = {  # name: (status, updated_at, outcome)
         "old_proposed": ("proposed", old, None),
         "old_rejected": ("rejected", old, None),

@@ -1,6 +1,5 @@
 """Safe on production: one audit at a time, reader locks only, nothing executed, no leftovers."""
 
-import threading
 
 import psycopg
 import pytest

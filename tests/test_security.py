@@ -97,7 +97,7 @@ def _plant(conn, stem: str) -> list[str]:
 
 
 def test_audit_plans_as_the_role_that_ran_it(tenant):
-    db, conn, stem, notices = tenant
+    db, conn, stem, _notices = tenant
     _plant(conn, stem)
     db.notices.clear()
     summary = db.audit()
@@ -124,7 +124,7 @@ def test_cli_audit_plans_as_the_role_that_ran_it(tenant, dsn):
     """`pg-architect audit` (psycopg host) takes the same path."""
     from pg_architect import cli
 
-    db, conn, stem, notices = tenant
+    db, conn, stem, _notices = tenant
     _plant(conn, stem)
     assert cli.main(["audit", "--dsn", dsn, "--quiet"]) == 0
     assert _pwned(stem) == []
@@ -133,7 +133,7 @@ def test_cli_audit_plans_as_the_role_that_ran_it(tenant, dsn):
 
 
 def test_statement_of_a_dropped_role_is_not_planned_as_the_auditor(tenant):
-    db, conn, stem, notices = tenant
+    db, conn, stem, _notices = tenant
     _plant(conn, stem)
     conn.close()
     db.sql(f"DROP SCHEMA {SCHEMA} CASCADE")
@@ -189,7 +189,7 @@ def test_analyze_query_plans_as_the_caller(tenant, dsn):
 
 def test_statistics_advisor_plans_as_the_role_that_ran_it(tenant):
     """arch.advise_statistics() plans workload statements too: as their role, never the caller's."""
-    db, conn, stem, notices = tenant
+    db, conn, stem, _notices = tenant
     _plant(conn, stem)
     db.notices.clear()
     advice = db.value("SELECT arch.advise_statistics()")

@@ -4,7 +4,7 @@ the work queue (NOTIFY), superseded recommendations, and who may do what."""
 import psycopg
 import pytest
 
-from conftest import can_run, Session, recommendations
+from conftest import Session, can_run, recommendations
 
 ORDERS_OF_USER = "SELECT id, total FROM orders WHERE user_id = %s"
 EVENTS_OF_USER = ("SELECT id, event_type, created_at FROM behavior_log "

@@ -169,7 +169,8 @@ def analyze_query(db: Db, text: str | None, search_path: str | None = None) -> l
                 if canceled(s.__cause__):
                     raise s.__cause__ from None
                 raise UserError("arch.analyze_query: cannot analyse this statement", detail=f"{s.reason} ({s.code})",
-                                hint="Pass a single SELECT, UPDATE, DELETE or INSERT ... SELECT on tables you can read.",
+                                hint="Pass a single SELECT, UPDATE, DELETE or INSERT ... SELECT on tables you "
+                                     "can read.",
                                 sqlstate="22023") from None
         finally:
             prover.close()

@@ -8,9 +8,9 @@ catalog views: no lock is taken on user tables.
 
 from __future__ import annotations
 
+from .advisors.index_candidates import ExistingIndex, TableMeta
 from .analyze import SkipStatement
 from .db import Db
-from .advisors.index_candidates import ExistingIndex, TableMeta
 
 
 def _split_search_path(path: str, role: str | None) -> list[str]:

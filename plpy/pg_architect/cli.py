@@ -46,9 +46,8 @@ def cmd_install(args) -> int:
 
 def cmd_audit(args) -> int:
     """Run the pipeline from here over psycopg (for databases without plpython3u)."""
-    from tqdm import tqdm
-
     import psycopg
+    from tqdm import tqdm
 
     from . import audit
     from .db import DbError, PsycopgDb, UserError
@@ -199,11 +198,11 @@ def _log_to_stderr(verbose: bool) -> None:
 
 def cmd_sidecar(args) -> int:
     """The sidecar: open pull requests, explain / ask / train with Vanna (see sidecar.py)."""
-    from .sidecar import Sidecar, SidecarError
-
     import logging
 
     import psycopg
+
+    from .sidecar import Sidecar, SidecarError
 
     _log_to_stderr(args.verbose)
     log = logging.getLogger("pg_architect.sidecar")
@@ -235,9 +234,9 @@ def cmd_sidecar(args) -> int:
 
 def cmd_train(args) -> int:
     """Train Vanna now (what a train request does), from here."""
+    from .db import PsycopgDb
     from .sidecar import llm
     from .sidecar import vanna as vanna_store
-    from .db import PsycopgDb
 
     _log_to_stderr(args.verbose)
     with _connect(args.dsn, autocommit=True) as conn:

@@ -12,11 +12,12 @@ import decimal
 import json
 import logging
 import re
-from typing import Any, Callable, Iterator, Sequence
-
-log = logging.getLogger("pg_architect")
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from .errors import INDETERMINATE_DATATYPE, LOCK_NOT_AVAILABLE, QUERY_CANCELED, DbError, UserError  # noqa: F401
+
+log = logging.getLogger("pg_architect")
 
 
 def _pg_type(value: Any) -> str:

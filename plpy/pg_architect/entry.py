@@ -8,7 +8,8 @@ becomes ``plpy.error`` with DETAIL, HINT and SQLSTATE; a :class:`~pg_architect.e
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .db import Db, PlpyDb
 from .errors import DbError, UserError

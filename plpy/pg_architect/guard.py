@@ -13,7 +13,8 @@ object's work and becomes a note (``arch.audit_run.notes``); a cancel (``stateme
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .db import QUERY_CANCELED, Db, DbError, local_setting
 

@@ -46,7 +46,7 @@ class Partition:
     schema: str
     name: str
     partitioned: bool
-    children: list["Partition"] = field(default_factory=list)
+    children: list[Partition] = field(default_factory=list)
 
 
 def _qualified(schema: str, name: str) -> str:
@@ -58,7 +58,7 @@ def child_index_name(parent_index: str, schema: str, table: str) -> str:
     from .advisors.index_candidates import _ascii_words
 
     word, _ = _ascii_words(table)
-    digest = hashlib.sha1(f"{parent_index}\x00{schema}\x00{table}".encode("utf-8")).hexdigest()[:8]
+    digest = hashlib.sha1(f"{parent_index}\x00{schema}\x00{table}".encode()).hexdigest()[:8]
     room = MAX_NAME_BYTES - len("_idx") - 1 - len(digest)
     return f"{(word[:room].rstrip('_') or 'part')}_{digest}_idx"
 
@@ -134,7 +134,8 @@ def procedure(schema: str, table: str, index: str, definition: str, tree: list[P
 
 
 def for_candidate(db: Db, cand) -> tuple[str, str]:
-    """(ddl, rollback) of candidate index ``cand`` (an advisors.index_candidates.Candidate) on its table as it is now."""
+    """(ddl, rollback) of candidate index ``cand`` (an advisors.index_candidates.Candidate) on its
+    table as it is now."""
     tree = partitions(db, cand.schema, cand.table)
     if tree is None:
         return cand.ddl(), cand.rollback_ddl()

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from .store import Merged
     from .workload import WindowStatement
 from .settings import load_into as db_load_settings
+from .sqltext import quote_ident
 
 #: Confidence bands of arch.calibration: [0, 0.1), [0.1, 0.2) … [0.9, 1].
 BANDS = 10
@@ -78,7 +79,7 @@ def vector_schema(db: Db) -> str:
     if name is None:
         raise UserError("the vector extension (pgvector) is not installed in this database",
                         hint="CREATE EXTENSION vector; then re-run pg-architect install.")
-    return '"%s"' % name.replace('"', '""')
+    return quote_ident(name, always=True)
 
 
 def lookup_sql(vs: str, measured_only: bool = False) -> str:

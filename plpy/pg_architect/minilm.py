@@ -195,7 +195,8 @@ def build_graph(model_dir: Path | None = None, force: bool = False) -> dict:
         x = layer_norm(node("Add", [linear(ctx, f"{p}.attention.output.dense"), x]), f"{p}.attention.output.LayerNorm")
         h = linear(x, f"{p}.intermediate.dense")
         # Exact (erf) GELU, as BERT's "gelu".
-        h = node("Mul", [node("Mul", [h, "half"]), node("Add", ["one_f", node("Erf", [node("Mul", [h, "inv_sqrt2"])])])])
+        erf = node("Erf", [node("Mul", [h, "inv_sqrt2"])])
+        h = node("Mul", [node("Mul", [h, "half"]), node("Add", ["one_f", erf])])
         x = layer_norm(node("Add", [linear(h, f"{p}.output.dense"), x]), f"{p}.output.LayerNorm")
 
     nodes.append(helper.make_node("Reshape", [x, out_shape], ["token_embeddings"], name="Reshape_out"))

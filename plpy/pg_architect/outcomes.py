@@ -37,7 +37,7 @@ Run by every audit right after its workload snapshot:
 from __future__ import annotations
 
 from .analyze import SkipStatement
-from .db import Db, DbError, QUERY_CANCELED
+from .db import QUERY_CANCELED, Db, DbError
 from .guard import Notes, guarded
 
 _SIGNATURE = ("substr({d}, strpos({d}, ' ON ' || quote_ident({s}) || '.' || quote_ident({t}) || ' USING ') + 4)")

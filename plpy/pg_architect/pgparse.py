@@ -123,10 +123,7 @@ def read(text: str) -> Reading:
 def _has_into(select: dict) -> bool:
     if select.get("intoClause"):
         return True
-    for side in ("larg", "rarg"):
-        if isinstance(select.get(side), dict) and _has_into(select[side]):
-            return True
-    return False
+    return any(isinstance(select.get(side), dict) and _has_into(select[side]) for side in ("larg", "rarg"))
 
 
 def _node(value) -> tuple[str, dict] | None:
@@ -220,7 +217,7 @@ def sqlglot_text(text: str) -> str:
     ``$1+$`` as the start of a dollar-quoted string.  Only whitespace between tokens changes."""
     try:
         tokens = _pg.scan(text)
-    except Exception:  # noqa: BLE001 - the caller has already parsed it; keep the text as it is
+    except Exception:
         return text
     cuts: list[int] = []
     glued_to_param = False  # no whitespace since the end of the last parameter

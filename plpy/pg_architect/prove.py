@@ -16,8 +16,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from .analyze import SkipStatement
-from .sqltext import several_statements  # noqa: F401  (re-exported)
 from .db import INDETERMINATE_DATATYPE, QUERY_CANCELED, Db, DbError
+from .sqltext import quote_ident, several_statements
 
 STMT = "pga_audit_stmt"
 _PARAM_TYPE_RE = re.compile(r"parameter \$(\d+)")
@@ -46,7 +46,7 @@ _SQLSTATE_SKIPS = {
 
 
 def _quote_schema(name: str) -> str:
-    return '"%s"' % name.replace('"', '""')
+    return quote_ident(name, always=True)
 
 
 @dataclass

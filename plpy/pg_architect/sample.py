@@ -21,18 +21,19 @@ import hashlib
 import random
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 __all__ = [
-    "TABLES",
-    "EVENT_TYPES",
     "COUNTRIES",
+    "EVENT_TYPES",
+    "TABLES",
     "WorkloadStatement",
     "load_sample_app",
+    "run_workload",
     "sample_app_loaded",
     "workload_statements",
-    "run_workload",
 ]
 
 TABLES = ("users", "orders", "behavior_log")
@@ -230,7 +231,8 @@ def load_sample_app(
 
     Existing tables of those names in ``schema`` are dropped.  Only primary keys are created.
     The load is committed (whatever ``conn.autocommit`` is; a transaction the caller had open
-    is committed with it), then the tables are vacuumed and analysed.  ``progress(done, total)`` is called with row counts as the load advances.
+    is committed with it), then the tables are vacuumed and analysed.  ``progress(done, total)`` is
+    called with row counts as the load advances.
     Returns ``{"users": n, "orders": n, "behavior_log": n}``.
     """
     if users < 1 or orders < 0 or events < 0:

@@ -28,6 +28,7 @@ import re
 
 from .analyze import SkipStatement
 from .db import QUERY_CANCELED, Db, DbError
+from .sqltext import quote_ident as _quote
 
 # Statements pg_stat_statements normalises (constants become $n): everything else is a
 # utility statement whose text keeps its literals (ALTER ROLE ... PASSWORD '...') and is never
@@ -71,7 +72,7 @@ END
 
 
 def quote_ident(name: str) -> str:
-    return '"%s"' % name.replace('"', '""')
+    return _quote(name, always=True)
 
 
 def references_temp_schema(sql: str) -> bool:

@@ -95,7 +95,8 @@ def store_one(db: Db, run_id: int, fp: str, m: Merged, recall: Recall | None) ->
     if not row["inserted"] and row["status"] == "proposed":
         db.execute(
             "UPDATE arch.recommendation SET (" + _NUMBERS + ") = ($2, $3, $4, $5, $6, $7::bigint::oid, $8, $9, $10,"
-            " $11, $12, $13, $14::text::bigint, $15, $16, $17::jsonb, $18::jsonb) WHERE id = $1 AND status = 'proposed'",
+            " $11, $12, $13, $14::text::bigint, $15, $16, $17::jsonb, $18::jsonb)"
+            " WHERE id = $1 AND status = 'proposed'",
             [row["id"], *values])
     if recall is not None:
         recall.remember(row["id"], m)  # embeddings of its statements, confidence history

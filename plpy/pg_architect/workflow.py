@@ -20,7 +20,6 @@ from .db import Db
 from .errors import TaskError  # noqa: F401  (re-exported)
 
 
-
 def after_audit(db: Db, run_id: int) -> dict:
     """Queue what the audit ``run_id`` leaves for the sidecar; returns counts for its summary."""
     s = db.one("SELECT approval_policy, llm_provider FROM arch.settings WHERE id") or {}

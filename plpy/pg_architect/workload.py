@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from . import security
 from .db import Db, DbError, UserError
+from .sqltext import quote_ident
 
 
 @dataclass
@@ -48,7 +49,7 @@ def pgss_schema(db: Db) -> str:
 
 
 def take_snapshot(db: Db) -> Snapshot:
-    pgss = '"%s"' % pgss_schema(db).replace('"', '""')
+    pgss = quote_ident(pgss_schema(db), always=True)
     try:
         with db.subtransaction():
             snap = db.one(f"INSERT INTO arch.snapshot (stats_reset, dealloc)"
@@ -68,7 +69,8 @@ def take_snapshot(db: Db) -> Snapshot:
         f"   AND queryid IS NOT NULL AND query IS NOT NULL"
         f" GROUP BY dbid, userid, queryid"
         f" ON CONFLICT (dbid, userid, queryid) DO UPDATE SET last_seen = now(), query = EXCLUDED.query",
-        [security.PLANNABLE_SQL_RE, security.UTILITY_TEXT, security.FIRST_WORD_SQL_RE])  # utility texts (passwords) are never stored
+        # utility texts (passwords) are never stored
+        [security.PLANNABLE_SQL_RE, security.UTILITY_TEXT, security.FIRST_WORD_SQL_RE])
     n = db.scalar(
         f"WITH ins AS (INSERT INTO arch.snapshot_statement (snapshot_id, dbid, userid, queryid, calls,"
         f"   total_exec_time, total_plan_time, rows, shared_blks_hit, shared_blks_read)"

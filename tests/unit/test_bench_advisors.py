@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "bench"))
 
-from advisor_metrics import (  # noqa: E402
+from advisor_metrics import (
     Item,
     canonical_index_ddl,
     dedupe_ddl,

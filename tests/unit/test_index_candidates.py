@@ -6,7 +6,6 @@ import re
 
 import pytest
 
-from pg_architect.analyze import StatementInfo, TableUsage, analyze_statement
 from pg_architect.advisors.index_candidates import (
     KINDS,
     Candidate,
@@ -17,6 +16,7 @@ from pg_architect.advisors.index_candidates import (
     normalize_sql_fragment,
     quote_ident,
 )
+from pg_architect.analyze import StatementInfo, TableUsage, analyze_statement
 
 
 class FakeCatalog:

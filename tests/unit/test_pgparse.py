@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import sqlglot
 from sqlglot.dialects.postgres import Postgres
+from test_analyze import FakeCatalog, skip_code, usage
 
 from pg_architect import pgparse
 from pg_architect.analyze import analyze_statement
-from test_analyze import FakeCatalog, skip_code, usage
 
 
 @pytest.mark.parametrize(

@@ -136,7 +136,7 @@ class Candidate(abc.ABC):
         """The migration file(s) of the stored recommendation ``rec`` in the target repo's format."""
         from ..sidecar.github import render_files
 
-        return render_files(rec, fmt, directory, stamp or dt.datetime.now(dt.timezone.utc))
+        return render_files(rec, fmt, directory, stamp or dt.datetime.now(dt.UTC))
 
 
 class Advisor(abc.ABC):

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from ..analyze import StatementInfo, TableUsage, quote_ident
 
 __all__ = [
+    "KINDS",
     "Candidate",
     "ExistingIndex",
-    "KINDS",
     "TableMeta",
     "generate_candidates",
     "is_covered",
@@ -285,9 +285,7 @@ def normalize_sql_fragment(text: str | None) -> str | None:
     toks = [t for idx, t in enumerate(toks) if idx not in drop]
     words = [v for _, v in toks]
     # Default ordering options.
-    if words[-2:] == ["nulls", "last"] and "desc" not in words[-3:-2]:
-        words = words[:-2]
-    elif words[-3:] == ["desc", "nulls", "first"]:
+    if (words[-2:] == ["nulls", "last"] and "desc" not in words[-3:-2]) or words[-3:] == ["desc", "nulls", "first"]:
         words = words[:-2]
     if words[-1:] == ["asc"]:
         words = words[:-1]

@@ -16,8 +16,10 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 
+# isort: off
 from .. import pgparse  # noqa: F401  (loads pglast with RTLD_DEEPBIND first)
-from pglast import parse_sql  # noqa: E402
+from pglast import parse_sql
+# isort: on
 
 from ..db import QUERY_CANCELED, Db, DbError
 from .rewrite_catalog import DbCatalog

@@ -122,12 +122,14 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+# isort: off
 # pgparse loads pglast's parser first, with RTLD_DEEPBIND: imported plainly inside a PostgreSQL
 # backend, libpg_query binds to the server's own symbols and crashes it.
 from .. import pgparse  # noqa: F401  (import order matters)
-from pglast import ast, enums, parse_sql  # noqa: E402
+from pglast import ast, enums, parse_sql
 from pglast.parser import ParseError
 from pglast.stream import RawStream
+# isort: on
 
 from .rewrite_catalog import Catalog, Column, Table
 
@@ -286,9 +288,9 @@ def renumber_params(stmt) -> dict[int, int]:
 def _holders(stmt) -> Iterator[ast.Node]:
     """Every query level with a WHERE clause: SELECT (not set operations), UPDATE, DELETE."""
     for n in walk(stmt):
-        if isinstance(n, ast.SelectStmt) and n.op == enums.SetOperation.SETOP_NONE and not n.valuesLists:
-            yield n
-        elif isinstance(n, (ast.UpdateStmt, ast.DeleteStmt)):
+        plain_select = (isinstance(n, ast.SelectStmt) and n.op == enums.SetOperation.SETOP_NONE
+                        and not n.valuesLists)
+        if plain_select or isinstance(n, (ast.UpdateStmt, ast.DeleteStmt)):
             yield n
 
 

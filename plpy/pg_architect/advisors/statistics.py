@@ -45,11 +45,11 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from .. import prove
+from .. import prove, security
 from ..analyze import SkipStatement
-from .. import security
 from ..catalog import search_path_for
 from ..db import LOCK_NOT_AVAILABLE, QUERY_CANCELED, Db, DbError, UserError
+from ..sqltext import quote_ident
 
 KIND = "statistics"
 # Rows read by the sample that measures combined statistics (ANALYZE's default reads 30000).
@@ -342,7 +342,8 @@ def measure_group(db: Db, schema: str, table: str, columns: list[str]) -> GroupS
     reltuples = _reltuples(db, schema, table)
     sample = _sample_clause(reltuples)
     per = ", ".join(
-        f"(SELECT array[count(*), count(*) FILTER (WHERE c = 1)] FROM (SELECT count(*) AS c FROM s GROUP BY {q}) x) AS c{i}"
+        f"(SELECT array[count(*), count(*) FILTER (WHERE c = 1)]"
+        f" FROM (SELECT count(*) AS c FROM s GROUP BY {q}) x) AS c{i}"
         for i, q in enumerate(qcols))
     sql = (f"WITH s AS MATERIALIZED (SELECT {', '.join(qcols)} FROM {_table_sql(db, schema, table)}{sample})"
            f" SELECT (SELECT count(*) FROM s) AS n, {per},"
@@ -380,8 +381,9 @@ def _column_order(db: Db, schema: str, table: str, columns: list[str]) -> list[s
     rows = db.query(
         "SELECT a.attname::text AS name FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
         " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2"
-        " AND a.attnum > 0 AND NOT a.attisdropped AND a.attname = ANY($3::text::text[]) ORDER BY a.attnum",
-        [schema, table, "{" + ",".join('"%s"' % c.replace("\\", "\\\\").replace('"', '\\"') for c in columns) + "}"])
+        " AND a.attnum > 0 AND NOT a.attisdropped AND a.attname = ANY (ARRAY(SELECT jsonb_array_elements_text($3)))"
+        " ORDER BY a.attnum",
+        [schema, table, list(columns)])
     return [r["name"] for r in rows]
 
 
@@ -450,7 +452,8 @@ class Candidate:
     def ddl(self) -> str:
         if self.kind == "extended_statistics":
             return ";\n".join(self.statements()) + ";"
-        return (f"ALTER TABLE {self.qualified_table} ALTER COLUMN {self.quoted_columns[0]} SET STATISTICS {self.target};\n"
+        return (f"ALTER TABLE {self.qualified_table} ALTER COLUMN {self.quoted_columns[0]}"
+                f" SET STATISTICS {self.target};\n"
                 f"ANALYZE {self.qualified_table} ({self.quoted_columns[0]});")
 
     def statements(self) -> list[str]:
@@ -537,7 +540,7 @@ class _Rollback(Exception):
 def _set_search_path(db: Db, path: list[str]) -> str:
     saved = db.scalar("SELECT current_setting('search_path')")
     db.execute("SELECT set_config('search_path', $1, true)",
-               [", ".join('"%s"' % p.replace('"', '""') for p in path) or "pg_catalog"])
+               [", ".join(quote_ident(p, always=True) for p in path) or "pg_catalog"])
     return saved
 
 
@@ -588,7 +591,7 @@ def _advise(db: Db, stmt: Statement, text: str, rows_per_call, settings: Setting
     # Column groups: scans' single-table clauses, then GROUP BY keys.
     groups = [("scan", s.schema, s.table, s.alias, s.rows, s.columns, s.equality) for s in before.scans]
     groups += [("group", g.schema, g.table, g.alias, g.rows, g.columns, []) for g in before.groups]
-    for level, schema, table, alias, node_rows, cols, eq in groups:
+    for level, schema, table, _alias, node_rows, cols, eq in groups:
         for col in eq:  # skewed columns: compared with = and maybe outside the MCV list
             if (schema, table, col) not in targets_seen:
                 targets_seen.add((schema, table, col))
@@ -599,7 +602,8 @@ def _advise(db: Db, stmt: Statement, text: str, rows_per_call, settings: Setting
         if len(cols) < 2:
             continue
         if len(cols) > 3:  # the equality columns first (what dependencies use), at most three
-            cols = _column_order(db, schema, table, ([c for c in cols if c in eq] + [c for c in cols if c not in eq])[:3])
+            ordered = [c for c in cols if c in eq] + [c for c in cols if c not in eq]
+            cols = _column_order(db, schema, table, ordered[:3])
         key = (schema, table, tuple(cols))
         if key in seen:
             continue
@@ -631,7 +635,7 @@ def _advise(db: Db, stmt: Statement, text: str, rows_per_call, settings: Setting
         if default_target < gs.ndistinct_group <= MAX_TARGET:
             # The MCV list can hold every combination only with a larger target (custom plans
             # with values outside the list keep the independence estimate).
-            cand.target = min(MAX_TARGET, int(math.ceil(gs.ndistinct_group * 1.25 / 100.0)) * 100)
+            cand.target = min(MAX_TARGET, math.ceil(gs.ndistinct_group * 1.25 / 100.0) * 100)
         adv.candidates.append(cand)
 
     for cand in adv.candidates:
@@ -797,7 +801,7 @@ def _target_candidate(db: Db, schema: str, table: str, col: str) -> Candidate | 
               if r["v"] not in mcv and r["freq"] >= MISESTIMATE_FACTOR * other_freq]
     if not missed:
         return None
-    new_target = min(MAX_TARGET, max(2 * target, int(math.ceil((n_mcv + len(missed)) * 1.25 / 100.0)) * 100))
+    new_target = min(MAX_TARGET, max(2 * target, math.ceil((n_mcv + len(missed)) * 1.25 / 100.0) * 100))
     value, freq = missed[0]
     mis = Misestimate("scan", other_freq * reltuples, freq * reltuples, "sample", f"{schema}.{table}", [col])
     cand = Candidate("statistics_target", schema, table, [col], qt, [qc], target=new_target,

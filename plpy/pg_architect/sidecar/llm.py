@@ -17,7 +17,7 @@ ollama     ``PGA_LLM_API_KEY`` (optional, sent as a bearer token)
 from __future__ import annotations
 
 import os
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 DEFAULTS = {
     "openai": ("https://api.openai.com/v1", "gpt-4o-mini"),

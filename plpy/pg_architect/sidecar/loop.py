@@ -28,7 +28,8 @@ import signal
 import socket
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pg_architect
 
@@ -117,7 +118,8 @@ class Sidecar:
     def close(self) -> None:
         if self.db is not None and self.id is not None and not self.conn.closed:
             try:
-                self.db.execute("UPDATE arch.sidecar SET stopped_at = clock_timestamp(), heartbeat_at = clock_timestamp()"
+                self.db.execute("UPDATE arch.sidecar SET stopped_at = clock_timestamp(),"
+                                " heartbeat_at = clock_timestamp()"
                                 " WHERE id = $1", [self.id])
                 # Requests we claimed but did not finish go back to the queue at once.
                 self.db.execute("UPDATE arch.request SET status = 'pending', run_after = now()"
@@ -226,7 +228,8 @@ class Sidecar:
             " WHERE id = $1 AND claimed_by = $2 AND status = 'running' RETURNING id",
             [req["id"], self.id, status, result if result is not None else None, error])
         counter = "processed" if status == "done" else "failed"
-        self.db.execute(f"UPDATE arch.sidecar SET {counter} = {counter} + 1, last_error = coalesce($2::text, last_error)"
+        self.db.execute(f"UPDATE arch.sidecar SET {counter} = {counter} + 1,"
+                        " last_error = coalesce($2::text, last_error)"
                         " WHERE id = $1", [self.id, error])
         if row is None:
             log.warning("request %s was claimed by another sidecar meanwhile: result not written", req["id"])
@@ -290,7 +293,8 @@ class Sidecar:
             return {"skipped": "the statement is no longer in arch.statement"}
         from ..security import PLANNABLE_SQL_RE, UTILITY_TEXT
 
-        if st["query"].endswith(UTILITY_TEXT) or not re.match(PLANNABLE_SQL_RE.replace("\\M", "\\b"), st["query"], re.I):
+        plannable = re.match(PLANNABLE_SQL_RE.replace("\\M", "\\b"), st["query"], re.I)
+        if st["query"].endswith(UTILITY_TEXT) or not plannable:
             # Never send a utility statement (it may hold a password) to an LLM.
             return {"skipped": "a utility statement: its text is never sent to an LLM"}
         vn = self.vanna()
@@ -301,7 +305,8 @@ class Sidecar:
             raise TaskError("the LLM returned an empty explanation", transient=True)
         with self.conn.transaction():
             self.db.execute(
-                "INSERT INTO arch.statement_explanation (dbid, userid, queryid, explanation, provider, model, request_id)"
+                "INSERT INTO arch.statement_explanation (dbid, userid, queryid, explanation, provider, model,"
+                " request_id)"
                 " VALUES ($1::bigint::oid, $2::bigint::oid, $3, $4, $5, $6, $7)"
                 " ON CONFLICT (dbid, userid, queryid) DO UPDATE SET explanation = EXCLUDED.explanation,"
                 "   provider = EXCLUDED.provider, model = EXCLUDED.model, request_id = EXCLUDED.request_id,"

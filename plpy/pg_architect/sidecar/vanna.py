@@ -24,13 +24,14 @@ import json
 import logging
 import re
 import warnings
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import sqlglot
 from sqlglot import exp
 
-from ..sqltext import quote_ident, several_statements
 from ..db import Db
+from ..sqltext import quote_ident, several_statements
 from .llm import LLM, LLMError
 
 log = logging.getLogger("pg_architect.vanna")
