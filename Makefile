@@ -4,7 +4,7 @@
 
 ARGS ?=
 
-.PHONY: setup demo demo-stop psql test bench clean-demo
+.PHONY: setup demo demo-stop psql test lint bench clean-demo
 
 setup:
 	bash scripts/setup.sh
@@ -20,6 +20,9 @@ psql:
 
 test:
 	bash scripts/test.sh $(ARGS)
+
+lint:
+	bash scripts/lint.sh
 
 bench:
 	bash scripts/bench.sh $(ARGS)

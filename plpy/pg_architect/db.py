@@ -59,6 +59,13 @@ class Db:
         rows = self.query(sql, args)
         return rows[0] if rows else None
 
+    def row(self, sql: str, args: Sequence[Any] = ()) -> dict:
+        """The first row of a statement that always returns one (an aggregate, INSERT ... RETURNING)."""
+        row = self.one(sql, args)
+        if row is None:
+            raise DbError(f"expected a row from: {sql[:80]}")
+        return row
+
     def scalar(self, sql: str, args: Sequence[Any] = ()) -> Any:
         row = self.one(sql, args)
         return None if row is None else next(iter(row.values()))
@@ -157,6 +164,7 @@ class PsycopgDb(Db):
 
     def query(self, sql, args=()):
         import psycopg
+        from psycopg.types.json import Jsonb
 
         if args:
             sql = sql.replace("%", "%%")
@@ -164,7 +172,7 @@ class PsycopgDb(Db):
             params = {f"p{i + 1}": _adapt(a) for i, a in enumerate(args)}
             for i, a in enumerate(args):
                 if isinstance(a, (dict, list, tuple)):
-                    params[f"p{i + 1}"] = psycopg.types.json.Jsonb(a)
+                    params[f"p{i + 1}"] = Jsonb(a)
         else:
             params = None
         try:

@@ -314,7 +314,7 @@ class Recall:
             self._calibration = calibration(self.db)
         history = self.has_history()
         _canon, vec = self.vector_for(st, res, lazy=not history)
-        cases = self.similar_cases(vec) if history else []
+        cases = self.similar_cases(vec) if history and vec is not None else []
         out: list[Proof] = []
         for p in kept:
             estimate = p.confidence

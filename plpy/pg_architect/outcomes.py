@@ -153,7 +153,7 @@ def _delta(db: Db, start: dict | None, end: dict, key: tuple) -> tuple[int, floa
     if e is None:
         return 0, 0.0, 0.0
     s = db.one(_COUNTERS, [start["id"], *key]) if start is not None else None
-    if s is None or start["stats_reset"] != end["stats_reset"] or e["calls"] < s["calls"]:
+    if s is None or start is None or start["stats_reset"] != end["stats_reset"] or e["calls"] < s["calls"]:
         return int(e["calls"]), float(e["exec_ms"]), float(e["plan_ms"])
     return (int(e["calls"] - s["calls"]), max(0.0, float(e["exec_ms"] - s["exec_ms"])),
             max(0.0, float(e["plan_ms"] - s["plan_ms"])))

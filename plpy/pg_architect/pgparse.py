@@ -150,7 +150,8 @@ def _contextless(value) -> bool:
     if t in ("ParamRef", "A_Const"):
         return True
     if t == "TypeCast":
-        return _node(f.get("arg")) is not None and _node(f.get("arg"))[0] in ("ParamRef", "A_Const")
+        arg = _node(f.get("arg"))
+        return arg is not None and arg[0] in ("ParamRef", "A_Const")
     if t == "A_Expr" and f.get("kind") == "AEXPR_OP":
         return all(_contextless(f[s]) for s in ("lexpr", "rexpr") if s in f)
     return False

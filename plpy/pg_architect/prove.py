@@ -198,16 +198,16 @@ class Prover:
                     first_error = exc
                 if exc.sqlstate not in _TYPING_SQLSTATES:
                     break
-        exc = first_error
-        assert exc is not None
+        err = first_error
+        assert err is not None
         tried = ""
-        if free_params and exc.sqlstate in _TYPING_SQLSTATES:
+        if free_params and err.sqlstate in _TYPING_SQLSTATES:
             names = ", ".join(f"${n}" for n in free_params)
             tried = (f" (PostgreSQL cannot infer the type of {names}; tried "
                      f"{', '.join(FREE_PARAM_TYPES)} without success)")
-            raise SkipStatement("parameter_type", f"{str(exc).splitlines()[0]}{tried}") from None
-        code, reason = _SQLSTATE_SKIPS.get(exc.sqlstate or "", ("plan_error", "PostgreSQL cannot plan it"))
-        raise SkipStatement(code, f"{reason}: {str(exc).splitlines()[0]}") from None
+            raise SkipStatement("parameter_type", f"{str(err).splitlines()[0]}{tried}") from None
+        code, reason = _SQLSTATE_SKIPS.get(err.sqlstate or "", ("plan_error", "PostgreSQL cannot plan it"))
+        raise SkipStatement(code, f"{reason}: {str(err).splitlines()[0]}") from None
 
     def _prepare_typed(self, plan: dict[int, str], n_max: int) -> None:
         """PREPARE with the parameter types of ``plan`` ($n → type, others unknown); a parameter

@@ -85,7 +85,7 @@ class PlanAs:
 
     def __init__(self, db: Db):
         self.db = db
-        self.me = db.one("SELECT r.oid::bigint AS oid, r.rolname::text AS name, r.rolsuper AS super"
+        self.me = db.row("SELECT r.oid::bigint AS oid, r.rolname::text AS name, r.rolsuper AS super"
                          " FROM pg_roles r WHERE r.rolname = current_user")
         self.wrappers: dict[int, str] = {}
 

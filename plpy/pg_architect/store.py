@@ -82,7 +82,7 @@ def store_one(db: Db, run_id: int, fp: str, m: Merged, recall: Recall | None) ->
     values = [p.rationale, ddl, rollback, st.queryid, st.query, st.userid, st.calls, st.total_time_ms, st.share,
               p.cost_before, p.cost_after, min(p.gain_pct, 100.0), p.size_bytes, m.benefit, p.confidence,
               p.factors, p.changes]
-    row = db.one(
+    row = db.row(
         "INSERT INTO arch.recommendation AS r (fingerprint, definition, kind, index_kind, schema_name, table_name,"
         " index_name, hypo_ddl, columns, first_audit_run_id, last_audit_run_id, " + _NUMBERS + ")"
         " VALUES (md5($1), $1, $2, $3::text, $4, $5, $6::text, $7::text, ARRAY(SELECT jsonb_array_elements_text($8)),"

@@ -52,7 +52,7 @@ def take_snapshot(db: Db) -> Snapshot:
     pgss = quote_ident(pgss_schema(db), always=True)
     try:
         with db.subtransaction():
-            snap = db.one(f"INSERT INTO arch.snapshot (stats_reset, dealloc)"
+            snap = db.row(f"INSERT INTO arch.snapshot (stats_reset, dealloc)"
                           f" SELECT stats_reset, dealloc FROM {pgss}.pg_stat_statements_info"
                           f" RETURNING id, taken_at, stats_reset")
     except DbError as exc:
@@ -83,7 +83,7 @@ def take_snapshot(db: Db) -> Snapshot:
     db.execute("UPDATE arch.snapshot SET statements = $2 WHERE id = $1", [sid, int(n)])
     prev = db.one("SELECT id, taken_at, stats_reset FROM arch.snapshot WHERE id < $1"
                   " ORDER BY id DESC LIMIT 1", [sid])
-    reset = bool(prev) and (prev["stats_reset"] != snap["stats_reset"])
+    reset = prev is not None and (prev["stats_reset"] != snap["stats_reset"])
     return Snapshot(id=sid, taken_at=snap["taken_at"], prev_id=prev["id"] if prev else None,
                     prev_taken_at=prev["taken_at"] if prev else None, reset=reset, statements=int(n))
 

@@ -227,7 +227,7 @@ _SQL_WORDS = frozenset(
 def _fragment_tokens(text: str) -> list[tuple[str, str]]:
     out = []
     for m in _FRAGMENT_TOKEN.finditer(text):
-        kind = m.lastgroup
+        kind = m.lastgroup or ""
         value = m.group()
         if kind == "word":
             value = value.lower()
@@ -283,13 +283,14 @@ def normalize_sql_fragment(text: str | None) -> str | None:
             if not call:
                 drop.update((start, idx))
     toks = [t for idx, t in enumerate(toks) if idx not in drop]
-    words = [v for _, v in toks]
+    ordered = [v for _, v in toks]
     # Default ordering options.
-    if (words[-2:] == ["nulls", "last"] and "desc" not in words[-3:-2]) or words[-3:] == ["desc", "nulls", "first"]:
-        words = words[:-2]
-    if words[-1:] == ["asc"]:
-        words = words[:-1]
-    return " ".join(words)
+    if ((ordered[-2:] == ["nulls", "last"] and "desc" not in ordered[-3:-2])
+            or ordered[-3:] == ["desc", "nulls", "first"]):
+        ordered = ordered[:-2]
+    if ordered[-1:] == ["asc"]:
+        ordered = ordered[:-1]
+    return " ".join(ordered)
 
 
 def _expression_columns(expr: str) -> list[str]:

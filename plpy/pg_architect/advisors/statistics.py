@@ -349,7 +349,7 @@ def measure_group(db: Db, schema: str, table: str, columns: list[str]) -> GroupS
            f" SELECT (SELECT count(*) FROM s) AS n, {per},"
            f" (SELECT array[count(*), count(*) FILTER (WHERE c = 1)] FROM"
            f"   (SELECT count(*) AS c FROM s GROUP BY {', '.join(qcols)}) x) AS g")
-    row = db.one(sql)
+    row = db.row(sql)
     n = int(row["n"])
     total = max(reltuples, float(n)) if sample else float(n)
     nd = {}

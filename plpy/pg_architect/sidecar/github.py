@@ -692,7 +692,7 @@ def open_pull_request(db: Db, github: Callable[[], GitHub], rec_id: int, setting
             db.execute("UPDATE arch.pull_request SET repo = $2, base_branch = $3, updated_at = now()"
                        " WHERE recommendation_id = $1 AND pr_number IS NULL",
                        [rec_id, settings["github_repo"], settings["github_base_branch"]])
-        row = db.one("SELECT * FROM arch.pull_request WHERE recommendation_id = $1", [rec_id])
+        row = db.row("SELECT * FROM arch.pull_request WHERE recommendation_id = $1", [rec_id])
     files = row["files"]
     check_files(files, tree)
     title = render_title(rec)

@@ -91,7 +91,7 @@ class Sidecar:
         except SidecarError:
             self.close()
             raise
-        row = self.db.one(
+        row = self.db.row(
             "INSERT INTO arch.sidecar (name, host, pid, backend_pid, version) VALUES ($1, $2, $3, pg_backend_pid(), $4)"
             " RETURNING id", [self.name, socket.gethostname(), os.getpid(), pg_architect.__version__])
         self.id = int(row["id"])

@@ -134,7 +134,7 @@ def vanna_class():
             if row and row["kind"] == kind and row["content"] == content and row["question"] == question:
                 return row["id"], "unchanged"
             vec = _vector_literal(self.generate_embedding(question if kind == "sql" else content))
-            new = self.db.one(
+            new = self.db.row(
                 "INSERT INTO arch.vanna_training AS t (kind, source, question, content, embedding)"
                 f" VALUES ($1, $2, $3::text, $4, $5::text::{self._vector})"
                 " ON CONFLICT (source) DO UPDATE SET kind = EXCLUDED.kind, question = EXCLUDED.question,"
