@@ -1,4 +1,4 @@
-"""Statement analysis: which tables a statement reads, and how.
+"""Pipeline step 4, advise (reading): which tables a statement reads, and how.
 
 The input is statement text as pg_stat_statements records it (constants
 normalised to ``$1``, ``$2`` ...) or as a DBA types it (with literals).  The

@@ -1,13 +1,15 @@
 """The audit pipeline, one call per step (docs/HACKING.md, DESIGN.md):
 
 1. workload  — :mod:`workload`: snapshot pg_stat_statements, the delta window, the slow statements;
-2. recall    — :mod:`knowledge` (``Recall``) and :mod:`outcomes`: measured outcomes of applied
-   recommendations, similar past cases (the confidence of each proof is reviewed with them);
+2. recall    — :mod:`knowledge` (``Recall``): rejected ones, calibration, similar past cases (the
+   confidence of each proof is reviewed with them);
 3. context   — :mod:`workflow`: an ``explain`` request per statement for the sidecar (Vanna), queued;
 4. advise    — :mod:`advise` + :mod:`advisors`: each advisor proposes candidates for a statement;
 5. prove     — :mod:`advisors.base` / :mod:`prove`: each candidate costed with the planner, as the
    statement's role (:mod:`security`), hypothetical changes undone;
 6. remember  — :mod:`store`: recommendations of every kind, their statements, knowledge cases;
+   :mod:`outcomes` writes the measured outcome of applied ones back (first, before the window's
+   statements are analysed: the knowledge the recall then uses is current);
 7. hand over — :mod:`workflow`: superseded ones, ``open_pr`` requests under the auto policy.
 
 Runs in one host-neutral way over :class:`pg_architect.db.Db` (PL/Python inside the server, or
@@ -68,7 +70,7 @@ def _run(db: Db, cfg: settings.Settings, prover: Prover, run_id: int, t_start: f
     db.notice(f"pg_architect: audit {run_id}: {totals['statements_seen']} statements in the window "
               f"({window_desc}), {len(selected)} above the thresholds")
     runs.record_window(db, run_id, snap, totals, len(selected))
-    # 2. recall (outcomes of applied recommendations now; similar cases per statement below)
+    # 6. remember the outcomes of applied recommendations first (2. recall uses them below)
     t = time.monotonic()
     notes = guard.Notes()  # per-object failures of the steps below: recorded, the audit carries on
     recall = knowledge.Recall(db, run_id)

@@ -1,4 +1,4 @@
-"""Reading a statement with PostgreSQL's own parser (libpg_query, through pglast).
+"""Pipeline step 4, advise (reading): a statement through PostgreSQL's own parser (libpg_query, pglast).
 
 pg_stat_statements writes what PostgreSQL accepted, so PostgreSQL's grammar is the one that
 must read it.  This module is the *gate* of :mod:`pg_architect.analyze`:
