@@ -255,3 +255,9 @@ def local_setting(db: Db, name: str, value: str | None) -> Iterator[None]:
             db.execute("SELECT pg_catalog.set_config($1, $2, true)", [name, saved])
         except DbError:
             pass
+
+
+def extension_schema(db: Db, extname: str) -> str | None:
+    """The schema an extension is installed in (unquoted), or None when it is not installed."""
+    return db.scalar("SELECT n.nspname::text FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n"
+                     " ON n.oid = e.extnamespace WHERE e.extname = $1", [extname])

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING
 
 from . import embed
 from .analyze import SkipStatement
-from .db import Db, DbError, UserError
+from .db import Db, DbError, UserError, extension_schema
 
 if TYPE_CHECKING:
     from .advise import StatementResult
@@ -74,8 +74,7 @@ def load_settings(db: Db) -> KnowledgeSettings:
 
 def vector_schema(db: Db) -> str:
     """The quoted schema of pgvector's objects (functions here run with search_path pg_catalog)."""
-    name = db.scalar("SELECT n.nspname::text FROM pg_extension e JOIN pg_namespace n"
-                     " ON n.oid = e.extnamespace WHERE e.extname = 'vector'")
+    name = extension_schema(db, "vector")
     if name is None:
         raise UserError("the vector extension (pgvector) is not installed in this database",
                         hint="CREATE EXTENSION vector; then re-run pg-architect install.")

@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from .analyze import SkipStatement
-from .db import INDETERMINATE_DATATYPE, QUERY_CANCELED, Db, DbError
+from .db import INDETERMINATE_DATATYPE, QUERY_CANCELED, Db, DbError, extension_schema
 from .sqltext import quote_ident, several_statements
 
 STMT = "pga_audit_stmt"
@@ -96,8 +96,7 @@ class Prover:
 
     def __init__(self, db: Db):
         self.db = db
-        schema = db.scalar("SELECT n.nspname::text FROM pg_extension e JOIN pg_namespace n"
-                           " ON n.oid = e.extnamespace WHERE e.extname = 'hypopg'")
+        schema = extension_schema(db, "hypopg")
         if schema is None:
             raise SkipStatement("hypopg", "hypopg is not installed in this database")
         self.h = _quote_schema(schema)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import security
-from .db import Db, DbError, UserError
+from .db import Db, DbError, UserError, extension_schema
 from .sqltext import quote_ident
 
 
@@ -39,8 +39,7 @@ class WindowStatement:
 
 
 def pgss_schema(db: Db) -> str:
-    schema = db.scalar("SELECT n.nspname::text FROM pg_extension e JOIN pg_namespace n"
-                       " ON n.oid = e.extnamespace WHERE e.extname = 'pg_stat_statements'")
+    schema = extension_schema(db, "pg_stat_statements")
     if schema is None:
         raise UserError("pg_stat_statements is not installed in this database",
                         detail="The audit reads the workload from pg_stat_statements.",

@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from .. import prove, security
 from ..analyze import SkipStatement
 from ..catalog import search_path_for
-from ..db import LOCK_NOT_AVAILABLE, QUERY_CANCELED, Db, DbError, UserError
+from ..db import LOCK_NOT_AVAILABLE, QUERY_CANCELED, Db, DbError, UserError, extension_schema
 from ..sqltext import quote_ident
 
 KIND = "statistics"
@@ -905,8 +905,7 @@ def _rationale(cand: Candidate, adv: Advice) -> str:
 
 # --------------------------------------------------------------------------- the workload
 def _stat_statements_schema(db: Db) -> str:
-    schema = db.scalar("SELECT n.nspname::text FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace"
-                       " WHERE e.extname = 'pg_stat_statements'")
+    schema = extension_schema(db, "pg_stat_statements")
     if schema is None:
         raise UserError("pg_stat_statements is not installed in this database",
                         hint="CREATE EXTENSION pg_stat_statements; (and preload it).")

@@ -30,7 +30,7 @@ from typing import Any
 import sqlglot
 from sqlglot import exp
 
-from ..db import Db
+from ..db import Db, extension_schema
 from ..sqltext import quote_ident, several_statements
 from .llm import LLM, LLMError
 
@@ -96,8 +96,7 @@ def vanna_class():
             self.llm = llm
             self._embed = embed
             self.n_results = n_results
-            schema = db.scalar("SELECT n.nspname::text FROM pg_extension e JOIN pg_namespace n"
-                               " ON n.oid = e.extnamespace WHERE e.extname = 'vector'")
+            schema = extension_schema(db, "vector")
             if schema is None:
                 raise RuntimeError("pgvector (extension vector) is not installed in this database")
             self._vector = f"{quote_ident(schema)}.vector"
