@@ -16,17 +16,26 @@ The approval itself (``arch.approve`` / ``arch.reject``), the lifecycle and its 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from . import settings
 from .db import Db
 from .errors import TaskError  # noqa: F401  (re-exported)
 
 
+@dataclass(frozen=True)
+class HandOverSettings:
+    approval_policy: str
+    llm_provider: str | None
+
+
 def after_audit(db: Db, run_id: int) -> dict:
     """Queue what the audit ``run_id`` leaves for the sidecar; returns counts for its summary."""
-    s = db.one("SELECT approval_policy, llm_provider FROM arch.settings WHERE id") or {}
+    s = settings.load_into(db, HandOverSettings)
     out = {"superseded": supersede(db, run_id), "explain_requests": 0, "pr_requests": 0}
-    if s.get("llm_provider"):
+    if s.llm_provider:
         out["explain_requests"] = queue_explanations(db, run_id)
-    if s.get("approval_policy") == "auto_above_threshold":
+    if s.approval_policy == "auto_above_threshold":
         out["pr_requests"] = queue_auto_pull_requests(db)
     return out
 

@@ -25,11 +25,13 @@ import logging
 import re
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlglot
 from sqlglot import exp
 
+from .. import settings
 from ..db import Db, extension_schema
 from ..sqltext import quote_ident, several_statements
 from .llm import LLM, LLMError
@@ -65,13 +67,17 @@ def _vector_literal(vec: Sequence[float]) -> str:
     return "[" + ",".join(repr(float(x)) for x in vec) + "]"
 
 
+@dataclass(frozen=True)
+class _EmbeddingSetting:
+    embedding_model: str
+
+
 def default_embedder(db: Db) -> Embedder:
     """The knowledge base's embedder (``arch.settings.embedding_model``, see
     :mod:`pg_architect.embed`: a local model or feature hashing, never a download)."""
     from .. import embed
 
-    spec = db.scalar("SELECT embedding_model FROM arch.settings WHERE id")
-    return embed.get_embedder(spec).embed_many
+    return embed.get_embedder(settings.load_into(db, _EmbeddingSetting).embedding_model).embed_many
 
 
 _CLASS = None
