@@ -56,31 +56,43 @@ applied AS (
     FROM arch.recommendation r
     WHERE r.status = 'applied' AND r.applied_at IS NOT NULL
 ),
-saved AS (      -- measured mean time saved x calls, per snapshot interval since the change
-    SELECT cur.taken_at AS at,
-           (r.mean_time_before_ms - r.mean_time_after_ms)
-           * CASE WHEN ps.calls IS NULL OR prev.stats_reset IS DISTINCT FROM cur.stats_reset OR c.calls < ps.calls
-                  THEN c.calls ELSE c.calls - ps.calls END AS saved_ms
+snap AS (       -- each snapshot with the one taken just before it
+    SELECT s.id, s.taken_at, s.stats_reset,
+           lag(s.id) OVER w AS prev_id, lag(s.stats_reset) OVER w AS prev_reset
+    FROM arch.snapshot s
+    WINDOW w AS (ORDER BY s.id)
+),
+since AS (      -- counters of each applied recommendation's statements from the snapshot that first saw it on
+    SELECT r.applied_snapshot_id, r.mean_time_before_ms - r.mean_time_after_ms AS saved_per_call,
+           sn.id AS snapshot_id, sn.taken_at, sn.prev_id, sn.stats_reset, sn.prev_reset, c.calls,
+           lag(sn.id) OVER k AS last_id, lag(c.calls) OVER k AS last_calls
     FROM arch.recommendation r
     JOIN (SELECT DISTINCT rs.recommendation_id, rs.dbid, rs.userid, rs.queryid
           FROM arch.recommendation_statement rs) st ON st.recommendation_id = r.id
-    JOIN arch.snapshot cur ON cur.id > r.applied_snapshot_id
+    JOIN snap sn ON sn.id >= r.applied_snapshot_id
     JOIN arch.snapshot_statement c
-      ON c.snapshot_id = cur.id AND c.dbid = st.dbid AND c.userid = st.userid AND c.queryid = st.queryid
-    LEFT JOIN LATERAL (SELECT p.id, p.stats_reset FROM arch.snapshot p
-                       WHERE p.id < cur.id ORDER BY p.id DESC LIMIT 1) prev ON true
-    LEFT JOIN arch.snapshot_statement ps
-      ON ps.snapshot_id = prev.id AND ps.dbid = st.dbid AND ps.userid = st.userid AND ps.queryid = st.queryid
+      ON c.snapshot_id = sn.id AND c.dbid = st.dbid AND c.userid = st.userid AND c.queryid = st.queryid
     WHERE r.status = 'applied' AND r.applied_snapshot_id IS NOT NULL
       AND r.mean_time_before_ms IS NOT NULL AND r.mean_time_after_ms IS NOT NULL
+    WINDOW k AS (PARTITION BY r.id, st.dbid, st.userid, st.queryid ORDER BY sn.id)
+),
+saved AS (      -- measured mean time saved x calls, per snapshot interval since the change: the calls
+                -- since the previous snapshot, or all of them when the statement was not in it (new
+                -- entry) or the statistics were reset in between
+    SELECT s.taken_at AS at,
+           s.saved_per_call
+           * CASE WHEN s.last_id IS DISTINCT FROM s.prev_id OR s.prev_reset IS DISTINCT FROM s.stats_reset
+                       OR s.calls < s.last_calls
+                  THEN s.calls ELSE s.calls - s.last_calls END AS saved_ms
+    FROM since s
+    WHERE s.snapshot_id > s.applied_snapshot_id
 ),
 events (at) AS (
     SELECT a.started_at FROM arch.audit_run a
     UNION ALL SELECT r.created_at FROM arch.recommendation r
     UNION ALL SELECT pr.opened_at FROM pr
     UNION ALL SELECT pr.merged_at FROM pr
-    UNION ALL SELECT applied.at FROM applied
-    UNION ALL SELECT saved.at FROM saved
+    UNION ALL SELECT applied.at FROM applied   -- time saved comes later than its applied_at
 ),
 periods AS (    -- every period from the first event to now, empty ones included (zeros, not gaps)
     SELECT k.period_kind, g.start AS period_start, g.start + k.step AS period_end
@@ -145,7 +157,7 @@ applied_stats AS (
 ),
 savings AS (
     SELECT k.period_kind, date_trunc(k.period_kind, s.at) AS period_start, sum(s.saved_ms) AS saved_ms
-    FROM saved s CROSS JOIN kinds k
+    FROM (SELECT saved.at, sum(saved.saved_ms) AS saved_ms FROM saved GROUP BY saved.at) s CROSS JOIN kinds k
     GROUP BY 1, 2
 )
 SELECT p.period_kind, p.period_start, p.period_end,
@@ -168,13 +180,13 @@ SELECT p.period_kind, p.period_start, p.period_end,
        round((sum(coalesce(sv.saved_ms, 0)) OVER (PARTITION BY p.period_kind ORDER BY p.period_start))::numeric, 1)
            AS time_saved_to_date_ms
 FROM periods p
-LEFT JOIN audits au   ON (au.period_kind, au.period_start) = (p.period_kind, p.period_start)
-LEFT JOIN slow sl     ON (sl.period_kind, sl.period_start) = (p.period_kind, p.period_start)
-LEFT JOIN new_slow ns ON (ns.period_kind, ns.period_start) = (p.period_kind, p.period_start)
-LEFT JOIN recs rc     ON (rc.period_kind, rc.period_start) = (p.period_kind, p.period_start)
-LEFT JOIN prs pq      ON (pq.period_kind, pq.period_start) = (p.period_kind, p.period_start)
-LEFT JOIN applied_stats oc ON (oc.period_kind, oc.period_start) = (p.period_kind, p.period_start)
-LEFT JOIN savings sv  ON (sv.period_kind, sv.period_start) = (p.period_kind, p.period_start)
+LEFT JOIN audits au           ON (au.period_kind, au.period_start) = (p.period_kind, p.period_start)
+LEFT JOIN slow sl             ON (sl.period_kind, sl.period_start) = (p.period_kind, p.period_start)
+LEFT JOIN new_slow ns         ON (ns.period_kind, ns.period_start) = (p.period_kind, p.period_start)
+LEFT JOIN recs rc             ON (rc.period_kind, rc.period_start) = (p.period_kind, p.period_start)
+LEFT JOIN prs pq              ON (pq.period_kind, pq.period_start) = (p.period_kind, p.period_start)
+LEFT JOIN applied_stats oc    ON (oc.period_kind, oc.period_start) = (p.period_kind, p.period_start)
+LEFT JOIN savings sv          ON (sv.period_kind, sv.period_start) = (p.period_kind, p.period_start)
 ORDER BY p.period_kind DESC, p.period_start;
 
 COMMENT ON VIEW arch.kpis IS
