@@ -58,7 +58,6 @@ _NUMBERED_COPY = re.compile(r"(_idx|_key|_pkey|_excl)\d+$")
 class Settings:
     unused_index_window: str
     snapshot_retention: str
-    lock_timeout: str
 
 
 def load_settings(db: Db) -> Settings:
@@ -80,7 +79,7 @@ WITH idx AS (
   JOIN pg_catalog.pg_namespace n ON n.oid = tc.relnamespace
   WHERE NOT ic.relispartition
     AND tc.relpersistence <> 't'
-    AND n.nspname <> ALL ($1::text[]) AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'
+    AND n.nspname <> ALL (ARRAY(SELECT pg_catalog.jsonb_array_elements_text($1::jsonb))) AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'
     AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
                     WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid IN (i.indexrelid, i.indrelid)
                       AND d.deptype = 'e')
@@ -140,22 +139,22 @@ JOIN pg_catalog.pg_class tc ON tc.oid = i.indrelid
 JOIN pg_catalog.pg_namespace n ON n.oid = tc.relnamespace
 JOIN pg_catalog.pg_am am ON am.oid = ic.relam
 LEFT JOIN pg_catalog.pg_tablespace ts ON ts.oid = ic.reltablespace
-WHERE i.indrelid = ANY ($1::oid[]) AND NOT ic.relispartition
+WHERE i.indrelid = ANY (ARRAY(SELECT pg_catalog.jsonb_array_elements_text($1::jsonb)::oid)) AND NOT ic.relispartition
 """
 
 _FOREIGN_KEYS = """
 SELECT c.conrelid, c.conname, c.conkey::int2[] AS conkey, c.confrelid::regclass::text AS referenced
-FROM pg_catalog.pg_constraint c WHERE c.contype = 'f' AND c.conrelid = ANY ($1::oid[])
+FROM pg_catalog.pg_constraint c WHERE c.contype = 'f' AND c.conrelid = ANY (ARRAY(SELECT pg_catalog.jsonb_array_elements_text($1::jsonb)::oid))
 """
 
 
-def _lock_timeout(db: Db, value: str) -> str:
-    old = db.scalar("SELECT pg_catalog.current_setting('lock_timeout')")
-    db.execute("SELECT pg_catalog.set_config('lock_timeout', $1, true)", [value])
-    return old
-
-
 def _read_indexes(db: Db) -> list[dict]:
+    """The indexes with their live counters, under arch.settings.lock_timeout (sizes take an
+    ACCESS SHARE lock on each index: never wait long behind a DROP or REINDEX)."""
+    old = db.scalar("SELECT pg_catalog.current_setting('lock_timeout')")
+    ms = db.scalar("SELECT (extract(epoch FROM lock_timeout) * 1000)::bigint FROM arch.settings WHERE id")
+    if ms is not None:
+        db.execute("SELECT pg_catalog.set_config('lock_timeout', $1, true)", [f"{int(ms)}ms"])
     try:
         return db.query(_INDEXES, [list(SKIP_SCHEMAS)])
     except DbError as exc:
@@ -164,6 +163,8 @@ def _read_indexes(db: Db) -> list[dict]:
                             hint="Another session holds an ACCESS EXCLUSIVE lock (DROP / REINDEX / ALTER); "
                                  "try again later or raise arch.settings.lock_timeout.", sqlstate=exc.sqlstate) from None
         raise
+    finally:
+        db.execute("SELECT pg_catalog.set_config('lock_timeout', $1, true)", [old])
 
 
 # --------------------------------------------------------------------------- snapshots
@@ -172,11 +173,7 @@ def snapshot_indexes(db: Db) -> int:
     what no window needs any more (older than ``snapshot_retention`` and older than the newest
     snapshot that already spans ``unused_index_window``)."""
     st = load_settings(db)
-    old = _lock_timeout(db, st.lock_timeout)
-    try:
-        rows = _read_indexes(db)
-    finally:
-        db.execute("SELECT pg_catalog.set_config('lock_timeout', $1, true)", [old])
+    rows = _read_indexes(db)
     if rows:
         db.execute(
             "INSERT INTO arch.snapshot_index AS s (taken_at, indexrelid, tablerelid, schema_name, table_name,"
@@ -397,7 +394,7 @@ def rollback_ddl(db: Db, ix: Index) -> str:
         d = _with_tablespace(ix.indexdef, ix.tablespace, ix.predicate)
         return _CREATE.sub(lambda m: f"CREATE {m.group(1) or ''}INDEX CONCURRENTLY IF NOT EXISTS ", d, count=1) + ";"
     tree = db.query(
-        "SELECT t.relid, t.parentrelid, t.isleaf, t.level, pg_catalog.pg_get_indexdef(t.relid) AS def,"
+        "SELECT t.relid::oid AS relid, t.parentrelid::oid AS parentrelid, t.isleaf, t.level, pg_catalog.pg_get_indexdef(t.relid) AS def,"
         "  pg_catalog.format('%I.%I', n.nspname, c.relname) AS qname"
         " FROM pg_catalog.pg_partition_tree($1::oid) t JOIN pg_catalog.pg_class c ON c.oid = t.relid"
         " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace ORDER BY t.level, c.relname", [ix.oid])
@@ -445,11 +442,7 @@ class Advice:
 
 def advise(db: Db) -> list[Advice]:
     st = load_settings(db)
-    old = _lock_timeout(db, st.lock_timeout)
-    try:
-        rows = _read_indexes(db)
-    finally:
-        db.execute("SELECT pg_catalog.set_config('lock_timeout', $1, true)", [old])
+    rows = _read_indexes(db)
     if not rows:
         return []
     clock = db.one(_STATS_RESET, [st.unused_index_window])
@@ -458,7 +451,7 @@ def advise(db: Db) -> list[Advice]:
     history: dict[int, list[dict]] = {}
     for h in db.query("SELECT indexrelid, extract(epoch FROM taken_at)::float8 AS taken_at, idx_scan,"
                       " extract(epoch FROM stats_reset)::float8 AS stats_reset, n_tup_ins, n_tup_upd, n_tup_hot_upd"
-                      " FROM arch.snapshot_index WHERE indexrelid = ANY ($1::oid[]) ORDER BY indexrelid, taken_at",
+                      " FROM arch.snapshot_index WHERE indexrelid = ANY (ARRAY(SELECT pg_catalog.jsonb_array_elements_text($1::jsonb)::oid)) ORDER BY indexrelid, taken_at",
                       [sorted(indexes)]):
         history.setdefault(int(h["indexrelid"]), []).append(h)
 
