@@ -305,6 +305,8 @@ def _load(db: Db, rows: list[dict]) -> tuple[dict[int, Index], dict[int, list[di
             ix.live = live[oid]
             ix.scans = int(live[oid]["idx_scan"])
             ix.size = int(live[oid]["size_bytes"])
+        elif ix.protected is None:  # an extension's index on a user table, or one created a moment ago
+            ix.protected = "it was not in the statistics read a moment ago (an extension's, or just created)"
         out[oid] = ix
     fks: dict[int, list[dict]] = {}
     for f in db.query(_FOREIGN_KEYS, [tables]):
@@ -322,25 +324,33 @@ class Usage:
 
 
 def _usage(history: list[dict], ix: Index, stats_reset, now, window_start) -> Usage:
-    """Was ``ix`` unscanned across snapshots spanning the window, all since the stats reset?"""
+    """Was ``ix`` unscanned across snapshots spanning the window, all since the stats reset?
+    Any counter that went down (idx_scan, or its table's inserts / updates: statistics lost in a
+    crash restart, or a reset the timestamp missed) is a reset too."""
     base = [h for h in history if h["taken_at"] <= window_start]
     if not base:
         return Usage(False, why_not="no snapshot old enough")
     b = base[-1]
-    later = [h for h in history if h["taken_at"] >= b["taken_at"]]
-    if any(h["stats_reset"] != b["stats_reset"] for h in later) or b["stats_reset"] != stats_reset:
+    later = [h for h in history if h["taken_at"] >= b["taken_at"]] + [dict(ix.live, taken_at=now, stats_reset=stats_reset)]
+    if any(h["stats_reset"] != b["stats_reset"] for h in later):
         return Usage(False, why_not="the statistics were reset inside the window")
-    if any(int(h["idx_scan"]) != int(b["idx_scan"]) for h in later) or ix.scans != int(b["idx_scan"]):
+    for col in ("n_tup_ins", "n_tup_upd"):
+        values = [int(h[col]) for h in later]
+        if any(x > y for x, y in zip(values, values[1:])):
+            return Usage(False, why_not="the statistics were reset inside the window")
+    if any(int(h["idx_scan"]) != int(b["idx_scan"]) for h in later):
         return Usage(False, why_not="scanned in the window")
-    return Usage(True, since=b["taken_at"], snapshots=len(later))
+    return Usage(True, since=b["taken_at"], snapshots=len(later) - 1)
 
 
 def _writes_per_day(history: list[dict], ix: Index, stats_reset, now) -> tuple[float | None, str]:
-    """Index entries written per day on the table (inserts + non-HOT updates) and how it was measured."""
+    """Index entries written per day on the table (inserts + non-HOT updates) and how it was
+    measured: from the oldest snapshot of any index of the table since the last reset."""
     live = ix.live
     if not live:
         return None, "unknown"
-    same = [h for h in history if h["stats_reset"] == stats_reset and h["taken_at"] < now]
+    same = [h for h in history if h["stats_reset"] == stats_reset and h["taken_at"] < now - 60
+            and int(h["n_tup_ins"]) <= int(live["n_tup_ins"]) and int(h["n_tup_upd"]) <= int(live["n_tup_upd"])]
     if same:
         h = same[0]
         start, label = h["taken_at"], "since the snapshot of %s" % _day(h["taken_at"])
@@ -350,7 +360,7 @@ def _writes_per_day(history: list[dict], ix: Index, stats_reset, now) -> tuple[f
         start, label = stats_reset, "since the statistics reset of %s" % _day(stats_reset)
         written = int(live["n_tup_ins"]) + int(live["n_tup_upd"]) - int(live["n_tup_hot_upd"])
     else:
-        return None, "unknown (no snapshot yet and the statistics were never reset)"
+        return None, "unknown: no snapshot of the table yet and the statistics were never reset"
     days = (now - start) / 86400.0
     if days <= 0 or written < 0:
         return None, "unknown"
@@ -449,11 +459,15 @@ def advise(db: Db) -> list[Advice]:
     stats_reset, now, window_start = clock["stats_reset"], clock["now"], clock["window_start"]
     indexes, fks = _load(db, rows)
     history: dict[int, list[dict]] = {}
-    for h in db.query("SELECT indexrelid, extract(epoch FROM taken_at)::float8 AS taken_at, idx_scan,"
+    tables: dict[int, dict[float, dict]] = {}  # table -> taken_at -> its counters (one row per snapshot)
+    for h in db.query("SELECT indexrelid, tablerelid, extract(epoch FROM taken_at)::float8 AS taken_at, idx_scan,"
                       " extract(epoch FROM stats_reset)::float8 AS stats_reset, n_tup_ins, n_tup_upd, n_tup_hot_upd"
-                      " FROM arch.snapshot_index WHERE indexrelid = ANY (ARRAY(SELECT pg_catalog.jsonb_array_elements_text($1::jsonb)::oid)) ORDER BY indexrelid, taken_at",
-                      [sorted(indexes)]):
+                      " FROM arch.snapshot_index"
+                      " WHERE tablerelid = ANY (ARRAY(SELECT pg_catalog.jsonb_array_elements_text($1::jsonb)::oid))"
+                      " ORDER BY indexrelid, taken_at",
+                      [sorted({ix.table_oid for ix in indexes.values()})]):
         history.setdefault(int(h["indexrelid"]), []).append(h)
+        tables.setdefault(int(h["tablerelid"]), {}).setdefault(h["taken_at"], h)
 
     remaining = {oid for oid, ix in indexes.items() if ix.valid}
     dropped: dict[int, tuple[str, Index | None, str]] = {}  # oid -> (reason, covering index, evidence)
@@ -499,9 +513,10 @@ def advise(db: Db) -> list[Advice]:
                 no_evidence[u.why_not] = no_evidence.get(u.why_not, 0) + 1
             continue
         days = (now - u.since) / 86400.0
-        evidence = (f"idx_scan stayed {ix.scans:,} across {u.snapshots} snapshots over {days:,.1f} days"
-                    f" (since {_day(u.since)}; unused_index_window {st.unused_index_window}), statistics not reset"
-                    + (f" since {_day(stats_reset)}" if stats_reset is not None else " since the server started"))
+        evidence = (f"idx_scan stayed {ix.scans:,} from the snapshot of {_day(u.since)} ({days:,.1f} days ago;"
+                    f" unused_index_window {st.unused_index_window}) until now, in all {u.snapshots} snapshot"
+                    f"{'s' if u.snapshots != 1 else ''} since, and the statistics were not reset in between"
+                    + (f" (last reset {_day(stats_reset)})" if stats_reset is not None else " (never reset)"))
         try_drop(ix, "unused", None, evidence)
 
     # 2. exact duplicates.
@@ -548,7 +563,8 @@ def advise(db: Db) -> list[Advice]:
     out = []
     for oid, (reason, cover, evidence) in dropped.items():
         ix = indexes[oid]
-        per_day, measured = _writes_per_day(history.get(oid, []), ix, stats_reset, now)
+        table_history = sorted(tables.get(ix.table_oid, {}).values(), key=lambda h: h["taken_at"])
+        per_day, measured = _writes_per_day(table_history, ix, stats_reset, now)
         out.append(Advice(table_name=ix.table, index_name=ix.name, reason=reason, ddl=drop_ddl(ix),
                           rollback=rollback_ddl(db, ix), size_bytes=ix.size, scans=ix.scans,
                           covering_index=cover.name if cover else None,
@@ -574,17 +590,20 @@ def _rationale(ix: Index, reason: str, cover: Index | None, evidence: str, per_d
     elif reason == "duplicate":
         parts.append(f"{ix.name} is an exact duplicate of {cover.name} ({_columns(ix)}: same table, access method,"
                      f" columns, operator classes, collations, orderings, predicate and INCLUDE columns); {evidence}"
-                     f" {ix.name} is {_mb(ix.size)} and was scanned {ix.scans:,} times since the statistics reset;"
+                     f" {ix.name} is {_mb(ix.size)} and was scanned {ix.scans:,} times since its creation or the last statistics reset;"
                      f" those scans can use {cover.name} ({_mb(cover.size)}).")
     else:
         parts.append(f"The key columns of {ix.name} {_columns(ix)} are the leading key columns of {cover.name}"
                      f" {_columns(cover)}, with the same operator classes, collations, orderings and predicate,"
                      f" and {cover.name} has its INCLUDE columns too: every scan of {ix.name} can use {cover.name}"
                      f" ({_mb(cover.size)}; a wider index, so such scans read somewhat more pages)."
-                     f" {ix.name} is {_mb(ix.size)} and was scanned {ix.scans:,} times since the statistics reset."
+                     f" {ix.name} is {_mb(ix.size)} and was scanned {ix.scans:,} times since its creation or the last statistics reset."
                      + (f" {evidence}" if evidence else ""))
     if per_day is None:
         parts.append(f"Index entries written per day on {ix.table}: {measured}.")
+    elif per_day == 0:
+        parts.append(f"Nothing was inserted or updated (non-HOT) in {ix.table} {measured}: no write cost saved"
+                     " today, only its space.")
     else:
         parts.append(f"Dropping it saves about {per_day:,.0f} index entries written per day (inserts and non-HOT"
                      f" updates of {ix.table}, {measured}), their WAL and their vacuuming.")
