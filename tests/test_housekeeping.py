@@ -284,3 +284,26 @@ def test_an_admin_runs_it_and_a_reader_cannot(hk, dsn):
             for r in ("pga_hk_dba", "pga_hk_reader"):
                 su.execute(f"DROP OWNED BY {r}")
                 su.execute(f"DROP ROLE {r}")
+
+
+def test_near_duplicates_are_not_redundant(hk):
+    """Another operator class, collation, ordering, predicate or a missing INCLUDE column: not the same index."""
+    hk.sql("""
+        CREATE INDEX customer_email_pattern_idx ON hk.customer (email text_pattern_ops);
+        CREATE INDEX customer_email_c_idx ON hk.customer (email COLLATE "C");
+        CREATE INDEX customer_region_desc_idx ON hk.customer (region DESC);
+        CREATE INDEX customer_region_part_idx ON hk.customer (region) WHERE region > 5;
+        CREATE INDEX booking_room_note_idx ON hk.booking (room) INCLUDE (note);
+        CREATE INDEX booking_room_status_note_idx ON hk.booking (room, status) INCLUDE (note);
+        CREATE INDEX booking_room_inc_idx ON hk.booking (room) INCLUDE (customer_id);""")
+    got = advice(hk)
+    for name in ("hk.customer_email_pattern_idx", "hk.customer_email_c_idx", "hk.customer_region_desc_idx",
+                 "hk.customer_region_part_idx", "hk.customer_region_idx", "hk.booking_room_inc_idx",
+                 "hk.booking_room_status_note_idx"):
+        assert name not in got, got.get(name)
+    # (room) INCLUDE (note) is served by (room, status) INCLUDE (note), the widest cover.
+    row = got["hk.booking_room_note_idx"]
+    assert row["reason"] == "prefix_redundant"
+    assert row["covering_index"] == "hk.booking_room_status_note_idx"
+    # booking_room_status_idx is itself a prefix of (room, status) INCLUDE (note).
+    assert got["hk.booking_room_status_idx"]["covering_index"] == "hk.booking_room_status_note_idx"

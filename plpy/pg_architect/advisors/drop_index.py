@@ -448,6 +448,27 @@ class Advice:
     covering_index: str | None
     writes_saved_per_day: float | None
     rationale: str
+    kind: str = KIND
+
+    def pr_section(self) -> str:
+        """The pull request's section for this advice (markdown): what, why, how to undo."""
+        saved = ("unknown" if self.writes_saved_per_day is None
+                 else f"about {self.writes_saved_per_day:,.0f} index entries per day")
+        return "\n".join([
+            f"### Drop `{self.index_name}` ({self.reason.replace('_', ' ')})",
+            "",
+            self.rationale,
+            "",
+            f"- size: {_mb(self.size_bytes)}; scans since the statistics reset: {self.scans:,}",
+            f"- covering index: `{self.covering_index}`" if self.covering_index else "- covering index: none (unused)",
+            f"- write cost saved: {saved}",
+            "",
+            "```sql", self.ddl, "```",
+            "",
+            "Rollback:",
+            "",
+            "```sql", self.rollback, "```",
+        ])
 
 
 def advise(db: Db) -> list[Advice]:
