@@ -307,3 +307,23 @@ def test_near_duplicates_are_not_redundant(hk):
     assert row["covering_index"] == "hk.booking_room_status_note_idx"
     # booking_room_status_idx is itself a prefix of (room, status) INCLUDE (note).
     assert got["hk.booking_room_status_idx"]["covering_index"] == "hk.booking_room_status_note_idx"
+
+
+def test_rollback_keeps_the_tablespace(hk, tmp_path):
+    location = tmp_path / "ts"
+    location.mkdir()
+    hk.sql(f"CREATE TABLESPACE hk_ts LOCATION '{location}'")
+    try:
+        hk.sql("CREATE INDEX booking_paid_idx ON hk.booking (room) TABLESPACE hk_ts WHERE status = 'paid'")
+        hk.sql("CREATE INDEX booking_paid_idx1 ON hk.booking (room) TABLESPACE hk_ts WHERE status = 'paid'")
+        row = advice(hk)["hk.booking_paid_idx1"]
+        assert row["reason"] == "duplicate"
+        assert row["rollback"] == ("CREATE INDEX CONCURRENTLY IF NOT EXISTS booking_paid_idx1 ON hk.booking"
+                                   " USING btree (room) TABLESPACE hk_ts WHERE (status = 'paid'::text);")
+        hk.sql(row["ddl"])
+        hk.sql(row["rollback"])
+        assert hk.value("SELECT t.spcname FROM pg_class c JOIN pg_tablespace t ON t.oid = c.reltablespace"
+                        " WHERE c.oid = 'hk.booking_paid_idx1'::regclass") == "hk_ts"
+    finally:
+        hk.sql("DROP INDEX IF EXISTS hk.booking_paid_idx, hk.booking_paid_idx1")
+        hk.sql("DROP TABLESPACE IF EXISTS hk_ts")

@@ -340,7 +340,7 @@ def _usage(history: list[dict], ix: Index, stats_reset, now, window_start) -> Us
             return Usage(False, why_not="the statistics were reset inside the window")
     if any(int(h["idx_scan"]) != int(b["idx_scan"]) for h in later):
         return Usage(False, why_not="scanned in the window")
-    return Usage(True, since=b["taken_at"], snapshots=len(later) - 1)
+    return Usage(True, since=b["taken_at"], snapshots=len(later) - 2)  # between the baseline and now
 
 
 def _writes_per_day(history: list[dict], ix: Index, stats_reset, now) -> tuple[float | None, str]:
@@ -535,8 +535,9 @@ def advise(db: Db) -> list[Advice]:
             continue
         days = (now - u.since) / 86400.0
         evidence = (f"idx_scan stayed {ix.scans:,} from the snapshot of {_day(u.since)} ({days:,.1f} days ago;"
-                    f" unused_index_window {st.unused_index_window}) until now, in all {u.snapshots} snapshot"
-                    f"{'s' if u.snapshots != 1 else ''} since, and the statistics were not reset in between"
+                    f" unused_index_window {st.unused_index_window}) until now"
+                    + (f" ({u.snapshots} snapshot{'s' if u.snapshots != 1 else ''} in between agree)" if u.snapshots else "")
+                    + ", and the statistics were not reset in between"
                     + (f" (last reset {_day(stats_reset)})" if stats_reset is not None else " (never reset)"))
         try_drop(ix, "unused", None, evidence)
 
