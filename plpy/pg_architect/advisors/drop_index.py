@@ -41,10 +41,12 @@ snapshot since the reset and now).
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
-from ..db import LOCK_NOT_AVAILABLE, Db, DbError, UserError
+# The only place this module reaches into the rest of the package (the integrator may re-point it).
+from ..db import LOCK_NOT_AVAILABLE, Db, DbError, PlpyDb, UserError
+from ..db import load_settings as _db_load_settings
 
 KIND = "drop_index"
 REASONS = ("unused", "duplicate", "prefix_redundant")
@@ -61,9 +63,7 @@ class Settings:
 
 
 def load_settings(db: Db) -> Settings:
-    from ..db import load_settings as db_load_settings
-
-    return db_load_settings(db, Settings)
+    return _db_load_settings(db, Settings)
 
 
 # --------------------------------------------------------------------------- catalog reading
@@ -204,8 +204,6 @@ def snapshot_indexes_sql(plpy) -> int:
 
 
 def _in_server(plpy, fn):
-    from ..db import PlpyDb
-
     try:
         return fn(PlpyDb(plpy))
     except UserError as err:
