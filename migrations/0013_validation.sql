@@ -48,6 +48,8 @@ CREATE TABLE arch.validation (
     buffers_before       bigint,
     buffers_after        bigint,
     measured_gain_pct    double precision,
+    noise_pct            double precision,
+    within_noise         boolean          NOT NULL DEFAULT false,
     est_gain_pct         double precision,
     plan_changes         jsonb            NOT NULL DEFAULT '{}',
     size_check           jsonb            NOT NULL DEFAULT '{}',

@@ -9,6 +9,8 @@ COMMENT ON COLUMN arch.validation.status IS 'measured (before and after timed), 
 COMMENT ON COLUMN arch.validation.parameters IS 'The parameter values of each run ($1, $2 ...), from arch.query_sample when it exists, else drawn from pg_stats on staging (parameter_source).';
 COMMENT ON COLUMN arch.validation.size_check IS 'Per table: columns equal on production and staging, row counts (pg_class.reltuples, else a capped count) and their ratio against validate_size_factor.';
 COMMENT ON COLUMN arch.validation.confidence_measured IS 'confidence_before × sqrt(measured gain) / sqrt(estimated gain), clamped to 0..1: the measured gain replaces the estimate (README, Validation on staging).';
+COMMENT ON COLUMN arch.validation.noise_pct IS 'Spread of the timed runs before the change, (max - min) / median in percent.';
+COMMENT ON COLUMN arch.validation.within_noise IS 'The plan did not change and the measured difference is no larger than noise_pct: counted as no gain in confidence_measured.';
 COMMENT ON COLUMN arch.validation.plan_changes IS 'Plan nodes that disappeared and appeared between the median run before and after ({"removed": [...], "added": [...]}).';
 COMMENT ON COLUMN arch.settings.validate_policy IS 'Which recommendations pg-architect validate picks by itself: none; before_approval (proposed ones not validated since they were last updated); before_pr (approved ones not validated yet). arch.validate(id) queues one at any time.';
 COMMENT ON COLUMN arch.settings.validate_runs IS 'Timed EXPLAIN (ANALYZE, BUFFERS) runs of each statement before and after the change on staging (after one untimed warm-up run); the median is kept.';
@@ -28,6 +30,7 @@ SELECT v.id, v.recommendation_id, r.kind, r.status AS recommendation_status,
        round(v.median_after_ms::numeric, 3) AS median_after_ms,
        v.buffers_before, v.buffers_after,
        round(v.measured_gain_pct::numeric, 2) AS measured_gain_pct,
+       round(v.noise_pct::numeric, 1) AS noise_pct, v.within_noise,
        round(v.est_gain_pct::numeric, 2) AS est_gain_pct,
        v.plan_changes, v.size_check,
        round(v.confidence_before::numeric, 3) AS confidence_before,
@@ -40,19 +43,21 @@ COMMENT ON VIEW arch.validations IS
 'Validations on staging, newest last: per recommendation and statement the median EXPLAIN ANALYZE time before and after the change, buffers, plan node changes, measured vs estimated gain, the confidence with the measured gain, or why it was skipped. Statement texts and parameters only for roles pg_stat_statements would show them to.';
 
 CREATE VIEW arch.estimate_errors AS
-SELECT width_bucket(coalesce(r.confidence_estimate, v.confidence_before), 0, 1.0000001, 10) AS band,
-       (width_bucket(coalesce(r.confidence_estimate, v.confidence_before), 0, 1.0000001, 10) - 1) / 10.0 AS band_from,
-       width_bucket(coalesce(r.confidence_estimate, v.confidence_before), 0, 1.0000001, 10) / 10.0 AS band_to,
-       r.kind,
+SELECT width_bucket(e.conf, 0, 1.0000001, 10) AS band,
+       (width_bucket(e.conf, 0, 1.0000001, 10) - 1) / 10.0 AS band_from,
+       width_bucket(e.conf, 0, 1.0000001, 10) / 10.0 AS band_to,
+       e.kind,
        count(*) AS validated,
-       round(avg(v.est_gain_pct)::numeric, 2) AS avg_est_gain_pct,
-       round(avg(v.measured_gain_pct)::numeric, 2) AS avg_measured_gain_pct,
-       round(avg(v.measured_gain_pct - v.est_gain_pct)::numeric, 2) AS avg_error_pct,
-       round(avg(abs(v.measured_gain_pct - v.est_gain_pct))::numeric, 2) AS avg_abs_error_pct,
-       count(*) FILTER (WHERE v.measured_gain_pct < v.est_gain_pct / 2) AS overestimated
-FROM arch.validation v
-JOIN arch.recommendation r ON r.id = v.recommendation_id
-WHERE v.status = 'measured' AND v.est_gain_pct IS NOT NULL
+       round(avg(e.est)::numeric, 2) AS avg_est_gain_pct,
+       round(avg(e.measured)::numeric, 2) AS avg_measured_gain_pct,
+       round(avg(e.measured - e.est)::numeric, 2) AS avg_error_pct,
+       round(avg(abs(e.measured - e.est))::numeric, 2) AS avg_abs_error_pct,
+       count(*) FILTER (WHERE e.measured < e.est / 2) AS overestimated
+FROM (SELECT coalesce(r.confidence_estimate, v.confidence_before) AS conf, r.kind, v.est_gain_pct AS est,
+             CASE WHEN v.within_noise THEN 0 ELSE v.measured_gain_pct END AS measured
+      FROM arch.validation v
+      JOIN arch.recommendation r ON r.id = v.recommendation_id
+      WHERE v.status = 'measured' AND v.est_gain_pct IS NOT NULL) e
 GROUP BY 1, 2, 3, 4;
 COMMENT ON VIEW arch.estimate_errors IS
 'Planner estimate against staging measurement, per confidence band (of confidence_estimate, as arch.calibration) and kind: statements validated, average estimated and measured gain, average (absolute) error, how many delivered less than half the estimate.';
@@ -107,7 +112,7 @@ BEGIN
     UPDATE arch.recommendation r
     SET confidence = _adopt_validation.confidence,
         confidence_factors = r.confidence_factors || jsonb_build_object(
-            'validated', jsonb_build_object('measured_gain_pct', round(measured_gain_pct::numeric, 2),
+            'validated', jsonb_build_object('measured_gain_pct', round(_adopt_validation.measured_gain_pct::numeric, 2),
                                             'confidence_before', r.confidence, 'at', now()))
     WHERE r.id = _adopt_validation.recommendation_id AND r.status = 'proposed';
     GET DIAGNOSTICS n = ROW_COUNT;

@@ -129,6 +129,20 @@ class StatementResult:
         return statistics.median(self.times_after) if self.times_after else None
 
     @property
+    def noise_pct(self) -> float | None:
+        """Spread of the runs before, (max − min) / median, in %: what timing alone cannot tell apart."""
+        t = self.times_before
+        if len(t) < 2 or not statistics.median(t):
+            return None
+        return 100.0 * (max(t) - min(t)) / statistics.median(t)
+
+    def within_noise(self, changes: dict) -> bool:
+        """Same plan nodes and a gain no larger than the spread of the runs: no real change."""
+        g, n = self.gain_pct, self.noise_pct
+        return (g is not None and n is not None and not changes.get("removed") and not changes.get("added")
+                and abs(g) <= n)
+
+    @property
     def gain_pct(self) -> float | None:
         b, a = self.median_before, self.median_after
         if b is None or a is None or b <= 0:
@@ -653,7 +667,8 @@ def measured_confidence(rec: dict, results: list[StatementResult]) -> tuple[floa
     if not done:
         return None, None
     before = sum(r.median_before for r in done)
-    after = sum(r.median_after for r in done)
+    # a statement whose plan did not change and whose difference is within the runs' spread: no gain
+    after = sum(r.median_before if r.within_noise(_changes(r)) else r.median_after for r in done)
     if before <= 0:
         return None, None
     gain = 1 - after / before
@@ -666,6 +681,12 @@ def measured_confidence(rec: dict, results: list[StatementResult]) -> tuple[floa
     return 100.0 * gain, max(0.0, min(1.0, value))
 
 
+def _changes(r: StatementResult) -> dict:
+    if r.plans_before and r.plans_after:
+        return plan_changes(parse_plan(r.plans_before[0]), parse_plan(r.plans_after[0]))
+    return {}
+
+
 def _record(prod: PsycopgDb, rec: dict, results: list[StatementResult], check: dict, request_id: int | None,
             applied: bool, problem: str | None, staging_info: dict) -> dict:
     gain, conf = measured_confidence(rec, results)
@@ -675,27 +696,26 @@ def _record(prod: PsycopgDb, rec: dict, results: list[StatementResult], check: d
         results = [StatementResult(dbid=None, userid=None, queryid=None, status="skipped", skip_code="no_statements",
                                    error=problem or "the recommendation serves no recorded statement")]
     for r in results:
-        changes = {}
-        if r.plans_before and r.plans_after:
-            changes = plan_changes(parse_plan(r.plans_before[0]), parse_plan(r.plans_after[0]))
+        changes = _changes(r)
         if r.status == "measured" and not (r.times_before and r.times_after):
             r.status, r.error = "failed", r.error or problem or "not measured"
         row = prod.one(
             "INSERT INTO arch.validation (batch, recommendation_id, request_id, dbid, userid, queryid, status, skip_code,"
             " parameters, parameter_source, runs, times_before_ms, times_after_ms, median_before_ms, median_after_ms,"
             " buffers_before, buffers_after, measured_gain_pct, est_gain_pct, plan_changes, size_check,"
-            " confidence_before, confidence_measured, staging, error, finished_at)"
+            " confidence_before, confidence_measured, staging, error, noise_pct, within_noise, finished_at)"
             " VALUES ($25::uuid, $1, $2::text::bigint, $3::text::bigint::oid, $4::text::bigint::oid, $5::text::bigint, $6, $7::text,"
             " $8::jsonb, $9::text, $10, ARRAY(SELECT jsonb_array_elements_text($11::jsonb))::float8[],"
             " ARRAY(SELECT jsonb_array_elements_text($12::jsonb))::float8[], $13::text::float8, $14::text::float8,"
             " $15::text::bigint, $16::text::bigint, $17::text::float8, $18::text::float8, $19::jsonb, $20::jsonb,"
-            " $21::text::float8, $22::text::float8, $23::jsonb, $24::text, clock_timestamp())"
+            " $21::text::float8, $22::text::float8, $23::jsonb, $24::text, $26::text::float8, $27, clock_timestamp())"
             " RETURNING id",
             [rec["id"], _t(request_id), _t(r.dbid), _t(r.userid), _t(r.queryid), r.status, r.skip_code,
              r.parameters, r.parameter_source, len(r.times_after) if r.status == "measured" else len(r.times_before),
              r.times_before, r.times_after, _t(r.median_before), _t(r.median_after), _t(r.buffers_before),
              _t(r.buffers_after), _t(r.gain_pct), _t(r.est_gain_pct), changes, check, _t(rec["confidence"]),
-             _t(conf if r.status == "measured" else None), staging_info, r.error, batch])
+             _t(conf if r.status == "measured" else None), staging_info, r.error, batch,
+             _t(r.noise_pct), r.within_noise(changes)])
         ids.append(int(row["id"]))
     adopted = False
     if conf is not None:
@@ -754,7 +774,7 @@ def validate_many(prod_conn, staging_dsn: str, rec_ids: list[int] | None = None,
 def pr_section(db, recommendation_id: int) -> str:
     """The measured numbers of the latest validation of a recommendation, as markdown ('' if none)."""
     rows = db.query(
-        "SELECT v.queryid, v.status, v.skip_code, v.runs, v.median_before_ms, v.median_after_ms, v.buffers_before,"
+        "SELECT v.queryid, v.status, v.skip_code, v.within_noise, v.noise_pct, v.runs, v.median_before_ms, v.median_after_ms, v.buffers_before,"
         " v.buffers_after, v.measured_gain_pct, v.est_gain_pct, v.plan_changes, v.confidence_before,"
         " v.confidence_measured, v.error, v.parameter_source, v.finished_at::text AS finished_at"
         " FROM arch.validation v WHERE v.recommendation_id = $1"
@@ -773,6 +793,8 @@ def pr_section(db, recommendation_id: int) -> str:
 
     for r in rows:
         status = r["status"] if not r["skip_code"] else f"{r['status']} ({r['skip_code']})"
+        if r["within_noise"]:
+            status += f" (within noise: runs spread {r['noise_pct']:.0f} %, same plan)"
         lines.append(f"| {r['queryid'] if r['queryid'] is not None else '–'} | {status} | {r['runs']} | "
                      f"{f(r['median_before_ms'], '{:,.3f}')} | {f(r['median_after_ms'], '{:,.3f}')} | "
                      f"{f(r['measured_gain_pct'], '{:.1f} %')} | {f(r['est_gain_pct'], '{:.1f} %')} | "
