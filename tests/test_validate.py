@@ -247,3 +247,62 @@ def test_approved_recommendation_keeps_its_confidence(db, dsn, staging):
     assert out["measured"] == 1 and not out["confidence_adopted"]
     assert db.value("SELECT confidence FROM arch.recommendation WHERE id = %s", (rec,)) == pytest.approx(0.9)
     assert validations(db, rec)[0]["confidence_measured"] is not None
+
+
+def test_query_samples_give_the_parameter_values_when_they_exist(db, dsn, staging):
+    """arch.query_sample (built by the workload's sampling) holds texts with literals: used as they are;
+    a sample that is not the same kind of statement, or calls something outside, is not."""
+    rec = plant(db, kind="index", table="orders",
+                ddl="CREATE INDEX CONCURRENTLY IF NOT EXISTS pga_val_orders_ship_idx ON public.orders USING btree (shipped_at)",
+                rollback="DROP INDEX CONCURRENTLY IF EXISTS public.pga_val_orders_ship_idx",
+                query="SELECT id FROM orders WHERE user_id = $1")
+    st = db.dicts("SELECT dbid, userid, queryid FROM arch.recommendation_statement WHERE recommendation_id = %s",
+                  (rec,))[0]
+    db.sql("CREATE TABLE arch.query_sample (dbid oid, userid oid, queryid bigint, query text)")
+    try:
+        for q in ("SELECT id FROM orders WHERE user_id = 7", "SELECT id FROM orders WHERE user_id = 8",
+                  "DELETE FROM orders WHERE user_id = 9", "SELECT pg_notify('x', 'y'), id FROM orders WHERE user_id = 1"):
+            db.sql("INSERT INTO arch.query_sample VALUES (%s, %s, %s, %s)", (st["dbid"], st["userid"], st["queryid"], q))
+        run_validate(dsn, staging, rec)
+        [v] = validations(db, rec)
+        assert v["status"] == "measured" and v["parameter_source"] == "query_sample"
+        assert sorted(set(v["parameters"])) == ["SELECT id FROM orders WHERE user_id = 7",
+                                                "SELECT id FROM orders WHERE user_id = 8"]
+        assert on_staging(staging, "SELECT count(*) FROM orders WHERE user_id = 9") != [(0,)]
+    finally:
+        db.sql("DROP TABLE arch.query_sample")
+
+
+PART_SETUP = [
+    "CREATE TABLE pga_val_events (id bigint, user_id bigint, at date) PARTITION BY RANGE (at)",
+    "CREATE TABLE pga_val_events_2024 PARTITION OF pga_val_events FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')",
+    "CREATE TABLE pga_val_events_2025 PARTITION OF pga_val_events FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')",
+    "INSERT INTO pga_val_events SELECT g, g % 5000, date '2024-01-01' + (g % 700) FROM generate_series(1, 150000) g",
+    "ANALYZE pga_val_events",
+]
+
+
+def test_partitioned_table_procedure_applied_line_by_line_and_undone(db, dsn, staging):
+    for s in PART_SETUP:
+        db.sql(s)
+        on_staging(staging, s)
+    try:
+        rec = plant(db, kind="index", table="pga_val_events",
+                    ddl="CREATE INDEX IF NOT EXISTS pga_val_events_user_idx ON ONLY public.pga_val_events USING btree (user_id);\n"
+                        "CREATE INDEX CONCURRENTLY IF NOT EXISTS pga_val_events_2024_u_idx ON public.pga_val_events_2024 USING btree (user_id);\n"
+                        "ALTER INDEX public.pga_val_events_user_idx ATTACH PARTITION public.pga_val_events_2024_u_idx;\n"
+                        "CREATE INDEX CONCURRENTLY IF NOT EXISTS pga_val_events_2025_u_idx ON public.pga_val_events_2025 USING btree (user_id);\n"
+                        "ALTER INDEX public.pga_val_events_user_idx ATTACH PARTITION public.pga_val_events_2025_u_idx;",
+                    rollback="DROP INDEX IF EXISTS public.pga_val_events_user_idx;\n"
+                             "DROP INDEX IF EXISTS public.pga_val_events_2024_u_idx;\n"
+                             "DROP INDEX IF EXISTS public.pga_val_events_2025_u_idx;",
+                    query="SELECT id, at FROM pga_val_events WHERE user_id = $1")
+        out = run_validate(dsn, staging, rec)
+        [v] = validations(db, rec)
+        assert v["status"] == "measured" and out["applied_on_staging"], v
+        assert any("pga_val_events_2024_u_idx" in n for n in v["plan_changes"]["added"]), v["plan_changes"]
+        assert v["median_after_ms"] < v["median_before_ms"]
+        assert on_staging(staging, "SELECT count(*) FROM pg_indexes WHERE tablename LIKE 'pga_val_events%%'") == [(0,)]
+    finally:
+        db.sql("DROP TABLE pga_val_events")
+        on_staging(staging, "DROP TABLE pga_val_events")

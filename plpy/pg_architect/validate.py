@@ -372,7 +372,7 @@ def _stats_values(staging: PsycopgDb, tables: list[tuple[str, str]], column: str
         " LATERAL unnest(coalesce(s.most_common_vals::text::text[], '{}') || coalesce(s.histogram_bounds::text::text[], '{}'))"
         "   WITH ORDINALITY AS u(v, i)"
         " WHERE (s.schemaname::text, s.tablename::text) IN (SELECT x->>0, x->>1 FROM jsonb_array_elements($1::jsonb) x)"
-        "   AND s.attname = $2 AND NOT s.inherited ORDER BY s.tablename, i LIMIT 1000",
+        "   AND s.attname = $2 ORDER BY s.tablename, s.inherited, i LIMIT 1000",  # inherited: a partitioned parent
         [[list(t) for t in tables], column])
     return [r["v"] for r in rows]
 
@@ -384,6 +384,16 @@ def sample_texts(prod: PsycopgDb, st: dict, n: int) -> list[str]:
     rows = prod.query("SELECT query FROM arch.query_sample WHERE dbid = $1::bigint::oid AND userid = $2::bigint::oid"
                       " AND queryid = $3 LIMIT $4::bigint", [st["dbid"], st["userid"], st["queryid"], n])
     return [r["query"] for r in rows]
+
+
+def _same_shape(text: str, reading) -> bool:
+    """A sample is used only if it is one statement of the same kind calling nothing outside."""
+    try:
+        r = pgparse.read(text)
+    except pgparse.PgParseError:
+        return False
+    return (r.statements == 1 and r.kind == reading.kind and not r.select_into and not r.params
+            and not outside_functions(r.tree))
 
 
 def parameter_sets(staging: PsycopgDb, reading, tables: list[tuple[str, str]], runs: int) -> list[list[str | None]]:
@@ -570,7 +580,7 @@ def validate_recommendation(prod: PsycopgDb, staging_conn, rec_id: int, settings
                 key = (t[0] or rec["schema_name"], t[1])
                 if key not in tables:
                     tables.append(key)
-            samples = sample_texts(prod, st, settings.runs)
+            samples = [t for t in sample_texts(prod, st, settings.runs) if _same_shape(t, reading)]
             if samples:
                 r.parameter_source = "query_sample"
                 r.runs = [(samples[k % len(samples)], None) for k in range(settings.runs)]
