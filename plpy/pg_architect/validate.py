@@ -59,7 +59,7 @@ from dataclasses import dataclass, field
 # The only places this module touches the rest of the package (re-pointed by the integrator).
 from . import pgparse  # before anything imports pglast (RTLD_DEEPBIND)
 from .analyze import SkipStatement
-from .db import QUERY_CANCELED, DbError, PsycopgDb, UserError
+from .db import DbError, PsycopgDb, UserError
 from .prove import parse_plan, plan_changes
 from .security import PlanAs
 
