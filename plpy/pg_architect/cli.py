@@ -216,26 +216,6 @@ def cmd_sidecar(args) -> int:
         delay = min(delay * 2, 60.0)
 
 
-def cmd_train(args) -> int:
-    """Train Vanna now (what a train request does), from here."""
-    from . import llm, vanna_store
-    from .db import PsycopgDb
-
-    _log_to_stderr(args.verbose)
-    with _connect(args.dsn, autocommit=True) as conn:
-        db = PsycopgDb(conn)
-        settings = db.one("SELECT * FROM arch.settings WHERE id")
-        try:
-            model = llm.from_settings(settings)
-        except llm.LLMError as exc:  # training needs the LLM only to phrase missing questions
-            print(f"pg-architect train: {exc}; continuing without an LLM", file=sys.stderr)
-            model = None
-        vn = vanna_store.make_vanna(db, model)
-        stats = vanna_store.train(db, vn)
-    print(json.dumps(stats))
-    return 0
-
-
 def cmd_validate(args) -> int:
     """Validation on staging: EXPLAIN ANALYZE before / after the change, then undone (validate.py)."""
     import logging
@@ -263,6 +243,26 @@ def cmd_validate(args) -> int:
         if args.once or ids:
             return 0
         time.sleep(args.interval)
+
+
+def cmd_train(args) -> int:
+    """Train Vanna now (what a train request does), from here."""
+    from . import llm, vanna_store
+    from .db import PsycopgDb
+
+    _log_to_stderr(args.verbose)
+    with _connect(args.dsn, autocommit=True) as conn:
+        db = PsycopgDb(conn)
+        settings = db.one("SELECT * FROM arch.settings WHERE id")
+        try:
+            model = llm.from_settings(settings)
+        except llm.LLMError as exc:  # training needs the LLM only to phrase missing questions
+            print(f"pg-architect train: {exc}; continuing without an LLM", file=sys.stderr)
+            model = None
+        vn = vanna_store.make_vanna(db, model)
+        stats = vanna_store.train(db, vn)
+    print(json.dumps(stats))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -298,12 +298,6 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("-v", "--verbose", action="store_true")
     s.set_defaults(func=cmd_sidecar)
 
-    s = sub.add_parser("train", help="train Vanna now on the user schemas' DDL, arch.documentation "
-                       "and approved recommendations (no duplicates)")
-    s.add_argument("--dsn", default=os.environ.get("PGA_DSN", ""), help=dsn_help)
-    s.add_argument("-v", "--verbose", action="store_true")
-    s.set_defaults(func=cmd_train)
-
     s = sub.add_parser("validate", help="validate recommendations on a staging database: EXPLAIN ANALYZE "
                        "before and after the change, then undone (never on production)")
     s.add_argument("--dsn", default=os.environ.get("PGA_DSN", ""), help=dsn_help)
@@ -315,6 +309,12 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--interval", type=float, default=300.0, help="seconds between passes without --once")
     s.add_argument("-v", "--verbose", action="store_true")
     s.set_defaults(func=cmd_validate)
+
+    s = sub.add_parser("train", help="train Vanna now on the user schemas' DDL, arch.documentation "
+                       "and approved recommendations (no duplicates)")
+    s.add_argument("--dsn", default=os.environ.get("PGA_DSN", ""), help=dsn_help)
+    s.add_argument("-v", "--verbose", action="store_true")
+    s.set_defaults(func=cmd_train)
 
     args = p.parse_args(argv)
     return args.func(args)
