@@ -306,3 +306,30 @@ def test_partitioned_table_procedure_applied_line_by_line_and_undone(db, dsn, st
     finally:
         db.sql("DROP TABLE pga_val_events")
         on_staging(staging, "DROP TABLE pga_val_events")
+
+
+def test_staging_that_does_not_look_like_production_is_a_mismatch(db, dsn, staging):
+    db.sql("CREATE TABLE pga_val_small (id bigint, code text)")
+    db.sql("INSERT INTO pga_val_small SELECT g, 'c' || g % 50 FROM generate_series(1, 20000) g")
+    db.sql("ANALYZE pga_val_small")
+    on_staging(staging, "CREATE TABLE pga_val_small (id bigint, code text)")
+    on_staging(staging, "INSERT INTO pga_val_small SELECT g, 'c' || g % 50 FROM generate_series(1, 100) g")
+    on_staging(staging, "ANALYZE pga_val_small")
+    try:
+        rec = plant(db, kind="index", table="pga_val_small",
+                    ddl="CREATE INDEX CONCURRENTLY IF NOT EXISTS pga_val_small_code_idx ON public.pga_val_small USING btree (code)",
+                    rollback="DROP INDEX CONCURRENTLY IF EXISTS public.pga_val_small_code_idx",
+                    query="SELECT id FROM pga_val_small WHERE code = $1")
+        out = run_validate(dsn, staging, rec)
+        [v] = validations(db, rec)
+        assert v["status"] == "mismatch" and "row counts differ by 200.0×" in v["error"], v["error"]
+        assert not v["size_check"]["ok"] and v["size_check"]["tables"]["public.pga_val_small"]["rows_staging"] == 100
+        assert not out["applied_on_staging"]
+        on_staging(staging, "ALTER TABLE pga_val_small ADD COLUMN extra int")
+        on_staging(staging, "INSERT INTO pga_val_small SELECT g, 'c' || g % 50 FROM generate_series(1, 19900) g")
+        on_staging(staging, "ANALYZE pga_val_small")
+        run_validate(dsn, staging, rec)
+        assert "columns differ: extra" in validations(db, rec)[-1]["error"]
+    finally:
+        db.sql("DROP TABLE pga_val_small")
+        on_staging(staging, "DROP TABLE pga_val_small")

@@ -334,7 +334,8 @@ class Sidecar:
         from .validate import ValidationRefused, handle_validate_request
 
         try:  # the staging DSN only ever comes from the sidecar's environment
-            return handle_validate_request(self.conn, self.env.get("PGA_STAGING_DSN"), req)
+            return handle_validate_request(self.conn, self.env.get("PGA_STAGING_DSN"), req,
+                                           say=lambda m: (log.info(m), self.heartbeat()))
         except ValidationRefused as exc:
             raise TaskError(str(exc), refused=True) from None
 

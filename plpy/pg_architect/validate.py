@@ -632,6 +632,7 @@ def validate_recommendation(prod: PsycopgDb, staging_conn, rec_id: int, settings
                 _run_ddl(staging_conn, apply)
                 for r in todo:
                     try:
+                        say(f"recommendation {rec_id}: queryid {r.queryid}: {settings.runs} runs after")
                         Runner(staging_conn, staging, settings).measure(r, "after")
                     except (SkipStatement, DbError) as exc:
                         r.status, r.error = "failed", f"after: {str(exc).splitlines()[0]}"
@@ -747,8 +748,9 @@ def _t(v):
 
 
 # ---------------------------------------------------------------------------- entry points
-def handle_validate_request(prod_conn, staging_dsn: str | None, request_row: dict) -> dict:
-    """The sidecar's ``validate`` request: ``{"recommendation_id": n}``; raises ValidationRefused."""
+def handle_validate_request(prod_conn, staging_dsn: str | None, request_row: dict, say=lambda m: None) -> dict:
+    """The sidecar's ``validate`` request: ``{"recommendation_id": n}``; raises ValidationRefused.
+    ``say`` is called between steps (the sidecar keeps its heartbeat fresh with it)."""
     rec_id = (request_row.get("payload") or {}).get("recommendation_id")
     if not isinstance(rec_id, int):
         raise ValidationRefused("validate request without a recommendation_id")
@@ -756,7 +758,7 @@ def handle_validate_request(prod_conn, staging_dsn: str | None, request_row: dic
     try:
         check_not_production(prod_conn, staging_conn)
         prod = PsycopgDb(prod_conn)
-        return validate_recommendation(prod, staging_conn, rec_id, request_id=int(request_row["id"]))
+        return validate_recommendation(prod, staging_conn, rec_id, request_id=int(request_row["id"]), say=say)
     finally:
         staging_conn.close()
 
