@@ -333,3 +333,22 @@ def test_staging_that_does_not_look_like_production_is_a_mismatch(db, dsn, stagi
     finally:
         db.sql("DROP TABLE pga_val_small")
         on_staging(staging, "DROP TABLE pga_val_small")
+
+
+def test_statement_calling_a_volatile_user_function_is_skipped(db, dsn, staging):
+    fn = ("CREATE FUNCTION pga_val_touch(bigint) RETURNS bigint LANGUAGE plpgsql VOLATILE AS"
+          " $$ BEGIN PERFORM pg_notify('touched', $1::text); RETURN $1; END $$")
+    db.sql(fn)
+    on_staging(staging, fn)
+    try:
+        rec = plant(db, kind="index", table="orders",
+                    ddl="CREATE INDEX CONCURRENTLY IF NOT EXISTS pga_val_orders_uid2_idx ON public.orders USING btree (user_id)",
+                    rollback="DROP INDEX CONCURRENTLY IF EXISTS public.pga_val_orders_uid2_idx",
+                    query="SELECT pga_val_touch(id) FROM orders WHERE user_id = $1")
+        out = run_validate(dsn, staging, rec)
+        [v] = validations(db, rec)
+        assert v["skip_code"] == "outside_effects" and "public.pga_val_touch" in v["error"], v["error"]
+        assert not out["applied_on_staging"]
+    finally:
+        db.sql("DROP FUNCTION pga_val_touch(bigint)")
+        on_staging(staging, "DROP FUNCTION pga_val_touch(bigint)")

@@ -30,8 +30,8 @@ Safety of each run: ``statement_timeout`` (``validate_statement_timeout_ms``) an
 ``lock_timeout`` (``validate_lock_timeout_ms``) on the staging session; every run is inside a
 transaction that is rolled back, so a writing statement (INSERT/UPDATE/DELETE/MERGE) leaves the
 staging data as it was; a statement calling a function that reaches outside the database
-(:data:`OUTSIDE_FUNCTIONS`: ``dblink*``, ``lo_export``, ``pg_notify``, ``set_config`` ...) is
-skipped naming the function; and it runs with the rights of the role that ran it on production:
+(:data:`OUTSIDE_FUNCTIONS`: ``dblink*``, ``lo_export``, ``pg_notify``, ``set_config`` ...), or any
+VOLATILE function outside ``pg_catalog`` (its body may do the same), is skipped naming the function; and it runs with the rights of the role that ran it on production:
 the role of the same name on staging, through :class:`~pg_architect.security.PlanAs` (a
 SECURITY DEFINER wrapper owned by that role, which ``RESET ROLE`` cannot escape). A role that
 does not exist on staging, or that the staging login cannot act as, is ``untrusted_code``.
@@ -252,18 +252,37 @@ def _walk(value, visit) -> None:
             _walk(v, visit)
 
 
-def outside_functions(tree: dict) -> list[str]:
-    """Names of functions of the statement that reach outside the database."""
+def called_functions(tree: dict) -> list[str]:
+    """Names of the functions the statement calls (unqualified), in order of appearance."""
     found: list[str] = []
 
     def visit(d: dict) -> None:
         fc = d.get("FuncCall")
         if isinstance(fc, dict):
             name = _s((fc.get("funcname") or [None])[-1])
-            if name and OUTSIDE_FUNCTIONS.match(name) and name not in found:
+            if name and name not in found:
                 found.append(name)
     _walk(tree, visit)
     return found
+
+
+def outside_functions(tree: dict) -> list[str]:
+    """Names of functions of the statement that reach outside the database."""
+    return [n for n in called_functions(tree) if OUTSIDE_FUNCTIONS.match(n)]
+
+
+def volatile_user_functions(staging: PsycopgDb, tree: dict) -> list[str]:
+    """Functions of the statement that are VOLATILE and not PostgreSQL's own (pg_catalog): their
+    bodies may reach outside (dblink, files, NOTIFY), which a rolled-back transaction cannot undo."""
+    names = called_functions(tree)
+    if not names:
+        return []
+    rows = staging.query("SELECT DISTINCT format('%I.%I', n.nspname, p.proname) AS f FROM pg_catalog.pg_proc p"
+                         " JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace"
+                         " WHERE p.proname::text IN (SELECT jsonb_array_elements_text($1::jsonb)) AND p.provolatile = 'v'"
+                         " AND n.nspname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1",
+                         [names])
+    return [r["f"] for r in rows]
 
 
 def parameter_columns(tree: dict) -> dict[int, str]:
@@ -576,6 +595,11 @@ def validate_recommendation(prod: PsycopgDb, staging_conn, rec_id: int, settings
             if outside:
                 raise SkipStatement("outside_effects", f"it calls {', '.join(outside)}, which reaches outside the "
                                     "database (a rolled-back transaction cannot undo it): not run on staging")
+            volatile = volatile_user_functions(staging, reading.tree)
+            if volatile:
+                raise SkipStatement("outside_effects", f"it calls {', '.join(volatile)}, a VOLATILE function that is "
+                                    "not PostgreSQL's own: its body may reach outside the database, which a "
+                                    "rolled-back transaction cannot undo; not run on staging")
             for t in pgparse.relations(reading):
                 key = (t[0] or rec["schema_name"], t[1])
                 if key not in tables:
