@@ -97,8 +97,6 @@ def write_activity(db: Db, stmts: list[partition.Stmt], window: float, tables) -
 
 
 def _fmt_s(s: float) -> str:
-    if math.isinf(s):
-        return "never in the window"
     if s >= 86400:
         return f"{s / 86400:.1f} d"
     if s >= 3600:
@@ -106,6 +104,11 @@ def _fmt_s(s: float) -> str:
     if s >= 60:
         return f"{s / 60:.1f} min"
     return f"{s:.0f} s"
+
+
+def _written(interval: float) -> str:
+    return ("tables not written in the window" if math.isinf(interval)
+            else f"tables written every {_fmt_s(interval)} on average")
 
 
 def refresh_step(staleness_s: float, write_interval_s: float) -> tuple[int, str]:
@@ -396,8 +399,8 @@ def _matview(db: Db, planner: _Planner, s: partition.Stmt, settings: Settings, w
     rationale = (f"Called {s.calls:,} times ({rate * 3600:,.1f}/h), {s.mean_ms:,.1f} ms each, over tables written by "
                  f"{base['write_calls']:,} statement call(s) in the window ({base['reads_per_write']:,.0f} reads per write; "
                  f"{base['rows_written']:,} rows written per pg_stat_user_tables). A materialized view refreshed every "
-                 f"{_fmt_s(step_s)} (tolerated staleness {_fmt_s(settings.matview_max_staleness_s)}, tables written every "
-                 f"{_fmt_s(interval)} on average) answers it in about {read_ms:,.2f} ms; a refresh costs about "
+                 f"{_fmt_s(step_s)} (tolerated staleness {_fmt_s(settings.matview_max_staleness_s)}; "
+                 f"{_written(interval)}) answers it in about {read_ms:,.2f} ms; a refresh costs about "
                  f"{refresh_ms:,.1f} ms: {benefit:,.0f} ms saved per refresh interval.{why_filters}")
     return {"kind": KIND_MV, "schema_name": t[0], "table_name": t[1], "advised": True, "ddl": ddl,
             "rollback_ddl": rollback, "rewritten_query": rw["rewritten"], "schedule": cron,
@@ -425,7 +428,7 @@ def _cache(db: Db, s: partition.Stmt, settings: Settings, window: float, interva
                est_time_saved_ms_per_s=round(saved, 4))
     key_txt = ", ".join(f"${n}" for n in params) if params else "(none: one entry)"
     rationale = (f"Read {s.calls:,} times ({rate * 3600:,.1f}/h), {rpc:,.1f} rows per call, over tables written by "
-                 f"{base['write_calls']:,} statement call(s) in the window (every {_fmt_s(interval)} on average). "
+                 f"{base['write_calls']:,} statement call(s) in the window ({_written(interval)}). "
                  f"Cache the result in the application keyed by {key_txt} with a TTL of {_fmt_s(ttl)}: about "
                  f"{k:,.0f} distinct key(s), expected hit rate {h * 100:.1f} %, {saved:,.2f} ms of database time "
                  f"saved per second.")

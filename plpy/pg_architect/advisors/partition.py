@@ -652,12 +652,11 @@ def migration_plan(db: Db, t: dict, col: str, typ: str, step_sql: str, step: flo
     partman = _partman(db)
     parts = []
     if partman:
-        ptype = "range" if partman[1].split(".")[0] >= "5" else "native"
+        ptype = "range" if int(partman[1].split(".")[0]) >= 5 else "native"
         interval = step_sql if typ in TIME_TYPES else str(int(step))
         parts.append(f"SELECT {partman[0]}.create_parent(p_parent_table => '{s}.{new_name}', p_control => '{col}', "
                      f"p_type => '{ptype}', p_interval => '{interval}', p_premake => {FUTURE_PARTITIONS}, "
                      f"p_start_partition => '{lit(first).strip(chr(39))}');")
-        parts.append(f"CREATE TABLE IF NOT EXISTS {qs}.{_q(db, _ident_max(name + '_default'))} PARTITION OF {new} DEFAULT;")
     else:
         for a, b in ranges:
             pn = _q(db, _ident_max(f"{name}_{_suffix(typ, step_sql, a)}"))
@@ -689,6 +688,9 @@ def migration_plan(db: Db, t: dict, col: str, typ: str, step_sql: str, step: flo
         else:
             swap.append(f"ALTER SEQUENCE {q['seq']} OWNED BY {old}.{qcol};")
             back.append(f"ALTER SEQUENCE {q['seq']} OWNED BY {old}.{qcol};")
+    if partman:  # pg_partman's configuration names the parent: follow the renames
+        swap.append(f"UPDATE {partman[0]}.part_config SET parent_table = '{s}.{name}' WHERE parent_table = '{s}.{new_name}';")
+        back.append(f"UPDATE {partman[0]}.part_config SET parent_table = '{s}.{new_name}' WHERE parent_table = '{s}.{name}';")
     swap += _grants(db, t["oid"], old)
     swap.append("COMMIT;")
     back.append("COMMIT;")
