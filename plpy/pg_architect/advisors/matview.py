@@ -43,6 +43,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass
 
 from . import partition
@@ -57,6 +58,8 @@ CRON_STEPS = [(60, "*/1 * * * *"), (120, "*/2 * * * *"), (300, "*/5 * * * *"), (
               (10800, "0 */3 * * *"), (14400, "0 */4 * * *"), (21600, "0 */6 * * *"), (43200, "0 */12 * * *"),
               (86400, "0 0 * * *")]
 ROW_READ_COST = 0.0125
+# Statements that may write (read to count the writes of every table, whatever their calls).
+_WRITE = re.compile(r"^(?:\s|--[^\n]*\n|/\*.*?\*/|\()*(?:insert|update|delete|merge|copy|with)\b", re.I | re.S)
 
 
 @dataclass
@@ -313,7 +316,10 @@ def _n_distinct(db: Db, t: tuple[str, str], col: str) -> float | None:
 # --------------------------------------------------------------------------- advice
 def advise(db: Db, settings: Settings | None = None, workload=None) -> list[dict]:
     settings = settings or load_settings(db)
-    stmts, window = workload or partition.read_workload(db)
+    floor = min(settings.matview_min_calls, settings.cache_min_calls)
+    stmts, window = workload or partition.read_workload(
+        db, read=lambda r: r["calls"] >= floor or bool(_WRITE.match(r["query"] or "")),
+        detail=lambda r: r["calls"] >= floor)
     selects = [s for s in stmts if s.kind == "select" and s.tables and not s.error]
     tables = {t for s in selects for t in s.tables}
     writes = write_activity(db, stmts, window, tables)

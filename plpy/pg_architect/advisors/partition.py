@@ -146,9 +146,17 @@ def _sqlglot():
     return sqlglot, exp
 
 
-def read_workload(db: Db) -> tuple[list[Stmt], float]:
-    """This database's top-level pg_stat_statements entries, read; and the window in seconds
-    (since ``pg_stat_statements_info.stats_reset``)."""
+# At most this many statements are read in full (sqlglot: predicates, GROUP BY), costliest first.
+MAX_DETAILED = 200
+
+
+def read_workload(db: Db, read=lambda row: True, detail=lambda row: True,
+                  max_detailed: int = MAX_DETAILED) -> tuple[list[Stmt], float]:
+    """This database's top-level pg_stat_statements entries and the window in seconds (since
+    ``pg_stat_statements_info.stats_reset``).  Entries for which ``read(row)`` is true are read
+    with libpg_query (kind, tables, written table); those for which ``detail(row)`` is also true
+    (at most ``max_detailed``) with sqlglot too (predicates, GROUP BY).  Rows are dicts with
+    ``query`` and ``calls``; the filters keep an advisor from parsing statements it cannot use."""
     pss = pgss_schema(db)
     window = db.scalar(f"SELECT greatest(extract(epoch FROM now() - stats_reset)::float8, 1)"
                        f" FROM {pss}.pg_stat_statements_info") or 1.0
@@ -161,6 +169,7 @@ def read_workload(db: Db) -> tuple[list[Stmt], float]:
         f" GROUP BY s.userid, s.queryid ORDER BY sum(s.total_exec_time) DESC")
     resolver = Resolver(db)
     out = []
+    detailed = 0
     for r in rows:
         text = r["query"] or ""
         if text.startswith("<insufficient privilege>") or _OWN.search(text):
@@ -168,7 +177,11 @@ def read_workload(db: Db) -> tuple[list[Stmt], float]:
         st = Stmt(userid=int(r["userid"]), queryid=int(r["queryid"]), query=text, calls=int(r["calls"] or 0),
                   total_ms=float(r["total_ms"] or 0), rows=int(r["rows"] or 0))
         try:
-            read_statement(db, st, resolver)
+            if not read(r):
+                continue
+            want = bool(detail(r)) and detailed < max_detailed
+            detailed += want
+            read_statement(db, st, resolver, detailed=want)
         except DbError as exc:
             if exc.sqlstate == QUERY_CANCELED:
                 raise
@@ -179,8 +192,8 @@ def read_workload(db: Db) -> tuple[list[Stmt], float]:
     return out, float(window)
 
 
-def read_statement(db: Db, st: Stmt, resolver: Resolver) -> None:
-    """Fill ``st``'s kind, tables, written tables and predicates from its text."""
+def read_statement(db: Db, st: Stmt, resolver: Resolver, detailed: bool = True) -> None:
+    """Fill ``st``'s kind, tables, written tables and (``detailed``) predicates from its text."""
     try:
         reading = pgparse.read(st.query)
     except pgparse.PgParseError as exc:
@@ -212,6 +225,8 @@ def read_statement(db: Db, st: Stmt, resolver: Resolver) -> None:
             t = resolver.resolve(st.userid, *target)
             if t:
                 st.writes.append(t)
+    if not detailed:
+        return
     sqlglot, exp = _sqlglot()
     tree = sqlglot.parse_one(pgparse.sqlglot_text(st.query), read="postgres")
     ctes = {c.alias_or_name for c in tree.find_all(exp.CTE)}
@@ -449,12 +464,14 @@ def advise(db: Db, settings: Settings | None = None, workload: tuple[list[Stmt],
     tables = _big_tables(db, float(settings.partition_min_table_mb) * 1024 * 1024)
     if not tables:
         return []
-    stmts, window = workload or read_workload(db)
+    names = [t["name"].lower() for t in tables]
+    stmts, window = workload or read_workload(db, read=lambda r: any(n in (r["query"] or "").lower() for n in names))
     out = []
     for t in tables:
         key = (t["schema"], t["name"])
         touching = [s for s in stmts if key in s.tables]
-        total = sum(s.total_ms for s in touching)
+        # INSERT / COPY are routed to one partition, neither helped nor hurt: not in the share.
+        total = sum(s.total_ms for s in touching if s.kind not in ("insert", "copy"))
         if not touching or total <= 0:
             continue
         cols = table_columns(db, *key)
