@@ -75,7 +75,7 @@ def _psql(dsn: str, script: str) -> str:
     return res.stdout
 
 
-def _partitions_scanned(db, sql: str) -> int:
+def _partitions_scanned(db, sql: str, prefix: str = "pt_events") -> int:
     plan = db.value("EXPLAIN (FORMAT JSON) " + sql)
     plan = plan if isinstance(plan, list) else json.loads(plan)
     found = []
@@ -87,7 +87,7 @@ def _partitions_scanned(db, sql: str) -> int:
             walk(c)
 
     walk(plan[0]["Plan"])
-    return len([r for r in found if r.startswith("pt_events")])
+    return len([r for r in found if r.startswith(prefix)])
 
 
 def test_partitioning_plan_runs_prunes_and_rolls_back(events, dsn):
@@ -141,6 +141,35 @@ def test_partitioning_plan_runs_prunes_and_rolls_back(events, dsn):
     assert db.value("SELECT count(*) FROM pt_events WHERE id = %s", (new_id,)) == 1
     nxt = db.value("INSERT INTO pt_events (created_at, device_id) VALUES (now(), 2) RETURNING id")
     assert nxt > new_id
+
+
+def test_partitioning_plan_with_serial_id_moves_sequence_ownership(db, dsn):
+    db.sql("DROP TABLE IF EXISTS public.pt_log, public.pt_log_partitioned, public.pt_log_unpartitioned CASCADE")
+    db.sql("CREATE TABLE public.pt_log (id bigserial PRIMARY KEY, day date NOT NULL, msg text);"
+           " INSERT INTO public.pt_log (day, msg) SELECT date '2025-03-01' + (g / 300), repeat('m', 50)"
+           " FROM generate_series(0, 26999) g; ANALYZE public.pt_log;")   # 90 days, no index on day
+    try:
+        db.sql("UPDATE arch.settings SET partition_min_table_mb = 1")
+        db.sql("SELECT pg_stat_statements_reset()")
+        db.run("SELECT count(*) FROM pt_log WHERE day BETWEEN %s AND %s", [("2025-04-01", "2025-04-03")], times=5)
+        a = db.dicts("SELECT * FROM arch.advise_partitioning()")
+        assert [(x["table_name"], x["column_name"], x["estimate"]["interval"]) for x in a] == \
+            [("public.pt_log", "day", "1 week")]
+        seq = db.value("SELECT pg_get_serial_sequence('public.pt_log', 'id')")
+        _psql(dsn, a[0]["ddl"])
+        assert db.value("SELECT relkind FROM pg_class WHERE oid = 'public.pt_log'::regclass") == "p"
+        assert db.value("SELECT pg_get_serial_sequence('public.pt_log', 'id')") == seq   # owned by the new table
+        assert db.value("SELECT count(*) FROM public.pt_log") == 27000
+        assert _partitions_scanned(db, "SELECT count(*) FROM pt_log WHERE day BETWEEN '2025-04-01' AND '2025-04-03'",
+                                   "pt_log") == 1
+        new_id = db.value("INSERT INTO pt_log (day, msg) VALUES ('2025-05-30', 'after') RETURNING id")
+        assert new_id == 27001
+        _psql(dsn, a[0]["rollback_ddl"])
+        assert db.value("SELECT relkind FROM pg_class WHERE oid = 'public.pt_log'::regclass") == "r"
+        assert db.value("SELECT pg_get_serial_sequence('public.pt_log', 'id')") == seq
+        assert db.value("SELECT count(*) FROM public.pt_log") == 27001
+    finally:
+        db.sql("DROP TABLE IF EXISTS public.pt_log, public.pt_log_partitioned, public.pt_log_unpartitioned CASCADE")
 
 
 def test_no_partitioning_for_small_table(events):

@@ -70,6 +70,9 @@ def test_rewrite_adds_missing_group_columns():
     ("SELECT date_trunc('day', sold_at), count(*) FROM sales GROUP BY 1", "not a plain column"),
     ("SELECT region, count(*) FROM sales WHERE sold_at > now() - interval '1 day' GROUP BY region", "time"),
     ("SELECT region, count(*) FROM sales GROUP BY region HAVING count(*) > $1", "HAVING"),
+    ("SELECT region, count(*) FROM sales GROUP BY ROLLUP (region)", "ROLLUP"),
+    ("SELECT x.region, count(*) FROM (SELECT * FROM sales WHERE amount > $1) x GROUP BY x.region",
+     "parameter outside the top-level WHERE"),
 ])
 def test_rewrite_refusals_say_why(sql, why):
     with pytest.raises(matview.NotRewritable, match=re.escape(why)):

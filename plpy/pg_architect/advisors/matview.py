@@ -193,6 +193,8 @@ def rewrite(st: partition.Stmt, name: str) -> dict:
     group = tree.args.get("group")
     if not group or not group.expressions:
         raise NotRewritable("no GROUP BY")
+    if any(group.args.get(k) for k in ("rollup", "cube", "grouping_sets")):
+        raise NotRewritable("ROLLUP / CUBE / GROUPING SETS: the GROUP BY columns do not identify a row")
     gcols = []
     for g in group.expressions:
         if not isinstance(g, exp.Column):
@@ -270,6 +272,8 @@ def rewrite(st: partition.Stmt, name: str) -> dict:
         t = st.aliases.get(tb.alias_or_name)
         if t and not tb.db and t[1] == tb.name:
             tb.set("db", exp.to_identifier(t[0]))
+    if mv.find(exp.Parameter):
+        raise NotRewritable("a parameter outside the top-level WHERE (subquery, FROM, CTE): the view cannot hold it")
     view_sql = mv.sql(dialect="postgres")
     # The rewritten statement.
     q = lambda n: '"%s"' % n.replace('"', '""')  # noqa: E731

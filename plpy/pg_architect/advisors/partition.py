@@ -16,7 +16,7 @@ parser and sqlglot; nothing is planned, executed or stored):
    ``partition_min_time_share`` of all statement time on the table ("most of the table's time").
 
 **Interval** (:func:`choose_interval`): from the data span (exact ``min``/``max`` when an index
-leads with the column, else the first/last ``pg_stats`` histogram bound) the smallest step of
+leads with the column, else the extremes of ``pg_stats`` histogram bounds and most common values) the smallest step of
 :data:`TIME_STEPS` (or a 1/2/5·10^k id step) that yields at most :data:`MAX_PARTITIONS`
 partitions; when the statements' typical span is known (rows per call of the non-aggregate
 statements / rows per unit of the key) and wider than that step, the widest step not wider than
@@ -371,18 +371,20 @@ def _leading_index(db: Db, oid: int, column: str) -> bool:
 
 def _bounds(db: Db, t: dict, column: str, typ: str) -> tuple[float, float] | None:
     """(min, max) of the key as epoch seconds (time) or numbers: exact through an index that
-    leads with it, else the first/last pg_stats histogram bound."""
+    leads with it, else the extremes of pg_stats' histogram bounds and most common values."""
     tq = f"{_q(db, t['schema'])}.{_q(db, t['name'])}"
     cq = _q(db, column)
     conv = (lambda e: f"extract(epoch FROM {e})::float8") if typ in TIME_TYPES else (lambda e: f"{e}::float8")
     if _leading_index(db, t["oid"], column):
         row = db.one(f"SELECT {conv(f'min({cq})')} AS lo, {conv(f'max({cq})')} AS hi FROM {tq}")
     else:
-        typname = "timestamptz" if typ in TIME_TYPES else "numeric"
+        typname = typ if typ in TIME_TYPES else "numeric"  # timestamp stays local time: epoch as if UTC, like the literals
+        # histogram bounds and most common values: a column with few distinct values has only the latter
         row = db.one(
-            f"SELECT {conv('(h[1])')} AS lo, {conv('(h[array_upper(h, 1)])')} AS hi"
-            f" FROM (SELECT s.histogram_bounds::text::{typname}[] AS h FROM pg_stats s"
-            f" WHERE s.schemaname = $1 AND s.tablename = $2 AND s.attname = $3) x", [t["schema"], t["name"], column])
+            f"SELECT {conv('min(v)')} AS lo, {conv('max(v)')} AS hi FROM pg_stats s,"
+            f" unnest(coalesce(s.histogram_bounds::text::{typname}[], '{{}}')"
+            f" || coalesce(s.most_common_vals::text::{typname}[], '{{}}')) v"
+            f" WHERE s.schemaname = $1 AND s.tablename = $2 AND s.attname = $3", [t["schema"], t["name"], column])
     if not row or row["lo"] is None or row["hi"] is None:
         return None
     return float(row["lo"]), float(row["hi"])
