@@ -320,6 +320,27 @@ def test_statement_texts_follow_visibility(sales, dsn):
         db.sql("DROP ROLE pga_mv_admin")
 
 
+def test_materialized_view_is_planned_as_the_statements_role(sales, dsn):
+    db = sales
+    db.sql("CREATE ROLE pga_tenant LOGIN; GRANT SELECT ON public.mv_sales TO pga_tenant")
+    try:
+        with psycopg.connect(f"{dsn} user=pga_tenant", autocommit=True) as t:
+            for _ in range(3):
+                for (region,) in REGIONS:
+                    t.execute(BY_REGION, (region,)).fetchall()
+        rows = db.dicts("SELECT advised, rationale, statements FROM arch.advise_materialized_views()"
+                        " WHERE kind = 'materialized_view'")
+        assert [r["advised"] for r in rows] == [True]
+        assert rows[0]["statements"][0]["userid"] == db.value("SELECT oid FROM pg_roles WHERE rolname = 'pga_tenant'")
+        # The tenant loses its right to read the table: the superuser auditor could still plan it,
+        # but the statement is planned as the tenant, so it is not advised.
+        db.sql("REVOKE SELECT ON public.mv_sales FROM pga_tenant")
+        rows = db.dicts("SELECT advised, rationale FROM arch.advise_materialized_views() WHERE kind = 'materialized_view'")
+        assert [r["advised"] for r in rows] == [False] and "permission denied" in rows[0]["rationale"]
+    finally:
+        db.sql("DROP OWNED BY pga_tenant; DROP ROLE pga_tenant")
+
+
 # --------------------------------------------------------------------------- cache
 PRODUCTS = """
 DROP TABLE IF EXISTS public.cache_products CASCADE;
