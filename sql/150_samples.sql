@@ -24,7 +24,7 @@ if "pg_architect" not in __import__("sys").modules: plpy.execute("SELECT arch._b
 from pg_architect import samples; return samples.sample_queries_sql(plpy)
 $python$;
 COMMENT ON FUNCTION arch.sample_queries() IS
-'Stores in arch.query_sample the statements of this database that pg_stat_activity shows now (active, idle in transaction, or idle since at most query_sample_idle_window), with their literals: one plannable statement per text only (never a utility statement, several statements, a truncated text or a call of arch), then prunes to the caps. Runs with the caller''s rights (other roles'' texts need pg_read_all_stats). Returns {seen, stored, skipped, dropped}.';
+'Stores in arch.query_sample the statements of this database that pg_stat_activity shows now (active, idle in transaction, or idle since at most query_sample_idle_window), with their literals: one plannable statement per text only (never a utility statement, several statements, a truncated text or a call of arch), then prunes to the caps. Runs with the caller''s rights (other roles'' texts need pg_read_all_stats). Returns {seen, stored, skipped, dropped, hidden}.';
 
 DROP VIEW IF EXISTS arch.query_samples;
 CREATE VIEW arch.query_samples WITH (security_barrier) AS

@@ -43,13 +43,15 @@ def test_statement_idle_in_transaction_is_sampled_with_its_literals(db, dsn):
     with psycopg.connect(dsn, application_name="shop") as app:
         app.execute(text).fetchall()  # transaction left open: idle in transaction
         got = sample(db)
-        assert got["stored"] == 1, got
-        rows = db.dicts("SELECT role_name, application_name, query, queryid FROM arch.query_samples")
+        assert got["stored"] >= 1, got
+        # (a session of the test harness that just ran its last statement may be sampled too)
+        rows = db.dicts("SELECT role_name, application_name, query, queryid FROM arch.query_samples"
+                        " WHERE application_name = 'shop'")
         assert rows == [{"role_name": db.value("SELECT current_user"), "application_name": "shop",
                          "query": text, "queryid": rows[0]["queryid"]}]
         assert rows[0]["queryid"] == queryid(db, "SELECT id, total FROM orders WHERE status = $1%")
-        assert sample(db)["stored"] == 0  # the same execution is stored once
-        assert db.value("SELECT count(*) FROM arch.query_sample") == 1
+        assert sample(db)["skipped"]["already_sampled"] >= 1  # the same execution is stored once
+        assert db.value("SELECT count(*) FROM arch.query_sample WHERE application_name = 'shop'") == 1
         app.rollback()
 
 
@@ -123,22 +125,24 @@ def test_python_interface(db, app, dsn):
 
 
 def test_passwords_are_never_sampled(db, dsn):
-    db.sql("CREATE ROLE pga_victim")
+    victims = ("pga_victim_a", "pga_victim_b", "pga_victim_c")
+    for v in victims:
+        db.sql(f"CREATE ROLE {v}")
     try:
         with psycopg.connect(dsn, autocommit=True) as a, psycopg.connect(dsn) as b, \
                 psycopg.connect(dsn, autocommit=True) as c:
-            a.execute(f"ALTER ROLE pga_victim PASSWORD '{SECRET}'")        # idle
-            b.execute(f"ALTER ROLE pga_victim PASSWORD '{SECRET}x'")       # idle in transaction
-            c.execute(f"SELECT 1; ALTER ROLE pga_victim PASSWORD '{SECRET}y'")  # several statements in one text
+            a.execute(f"ALTER ROLE pga_victim_a PASSWORD '{SECRET}'")            # idle
+            b.execute(f"ALTER ROLE pga_victim_b PASSWORD '{SECRET}'")            # idle in transaction
+            c.execute(f"SELECT 1; ALTER ROLE pga_victim_c PASSWORD '{SECRET}'")  # two statements in one text
             assert db.value("SELECT count(*) FROM pg_stat_activity WHERE query LIKE %s AND query_id IS NOT NULL",
                             (f"%{SECRET}%",)) == 3
             got = sample(db)
-            assert got["stored"] == 0
-            assert got["skipped"].get("utility", 0) >= 2 and got["skipped"].get("several", 0) == 1
+            assert got["skipped"].get("utility", 0) == 2 and got["skipped"].get("several", 0) == 1, got
             b.rollback()
         assert db.value("SELECT count(*) FROM arch.query_sample q WHERE q::text LIKE %s", (f"%{SECRET}%",)) == 0
     finally:
-        db.sql("DROP ROLE pga_victim")
+        for v in victims:
+            db.sql(f"DROP ROLE {v}")
 
 
 def test_samples_follow_pg_stat_statements_visibility(db, dsn):
@@ -154,7 +158,7 @@ def test_samples_follow_pg_stat_statements_visibility(db, dsn):
             # A sampler without pg_read_all_stats sees only '<insufficient privilege>' for pga_app's text.
             with psycopg.connect(f"{dsn} user=pga_sampler", autocommit=True) as s:
                 got = s.execute("SELECT arch.sample_queries()").fetchone()[0]
-                assert got["stored"] == 0 and got["skipped"].get("hidden", 0) >= 1
+                assert got["stored"] == 0 and got["hidden"] >= 1, got
             assert sample(db)["stored"] == 1
             app.rollback()
         expected = {"pga_app": text, "pga_stats": text, "pga_grafana": HIDDEN, "pga_sampler": HIDDEN}
@@ -240,19 +244,21 @@ def test_custom_plan_of_a_skewed_value_differs_from_the_generic_plan(db, app, st
     q = queryid(db, "SELECT id, total FROM orders WHERE status = $1")
     rows = {tuple(r["param_values"]): r for r in db.dicts("SELECT * FROM arch.compare_plans(%s)", (q,))}
     pending, shipped = rows[("pending",)], rows[("shipped",)]
-    assert pending["source"] == "sample" and pending["samples"] == 2
-    # The generic plan assumes an average value (1/4 of the rows): a sequential scan.
-    assert any("Seq Scan on orders" in n for n in pending["generic_plan"])
-    # 'pending' is 3 % of the orders: its custom plan uses the index and is much cheaper.
+    assert pending["source"] == "sample" and pending["samples"] == 2 and shipped["samples"] == 1
+    assert pending["generic_plan"] == shipped["generic_plan"] and pending["generic_cost"] == shipped["generic_cost"]
+    # The generic plan assumes an average status (a quarter of the orders): it reads the index.
+    assert any("pga_test_orders_status" in n for n in pending["generic_plan"])
+    # 'shipped' is 72 % of the orders: its custom plan is a sequential scan, dearer than the
+    # generic plan promised -- the generic plan misleads for this value.
+    assert shipped["custom_plan"] == ["Seq Scan on orders"]
+    assert shipped["custom_cost"] > shipped["generic_cost"]
+    # 'pending' is 3 %: the index, and cheaper than the average.
     assert any("pga_test_orders_status" in n for n in pending["custom_plan"])
-    assert pending["custom_cost"] < pending["generic_cost"] / 2
-    # 'shipped' is 72 %: a sequential scan, like the generic plan.
-    assert any("Seq Scan on orders" in n for n in shipped["custom_plan"])
-    assert shipped["custom_cost"] >= pending["generic_cost"] * 0.9
+    assert pending["custom_cost"] < pending["generic_cost"]
 
 
 def test_custom_plans_without_samples_use_pg_stats(db, app, status_index):
-    app.execute("SELECT id, total FROM orders WHERE status = $1", ("pending",)).fetchall()  # server-side binding
+    app.execute("SELECT id, total FROM orders WHERE status = %s", ("pending",)).fetchall()  # server-side binding
     q = queryid(db, "SELECT id, total FROM orders WHERE status = $1")
     rows = db.dicts("SELECT * FROM arch.compare_plans(%s, 4)", (q,))
     assert {r["source"] for r in rows} == {"pg_stats"}

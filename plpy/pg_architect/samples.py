@@ -139,7 +139,13 @@ def sample_queries(db: Db) -> dict:
         else:
             skipped["already_sampled"] += 1
     dropped = prune(db, st)
-    return {"seen": seen, "stored": stored, "skipped": dict(sorted(skipped.items())), "dropped": dropped}
+    # Sessions of other roles whose statements the caller may not read (no pg_read_all_stats):
+    # pg_stat_activity hides their text, state and query_id.
+    hidden = int(db.scalar(
+        "SELECT count(*) FROM pg_catalog.pg_stat_activity a WHERE a.query = '<insufficient privilege>'"
+        " AND a.datid = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database())"))
+    return {"seen": seen, "stored": stored, "skipped": dict(sorted(skipped.items())), "dropped": dropped,
+            "hidden": hidden}
 
 
 def prune(db: Db, st: SampleSettings) -> int:
@@ -281,12 +287,20 @@ def _unqualified(node):
 # reading the samples of one statement
 # ---------------------------------------------------------------------------------------
 
+def _pgss(db: Db) -> str | None:
+    """The schema of pg_stat_statements, quoted, or None when it is not installed here."""
+    schema = db.scalar("SELECT n.nspname::text FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n"
+                       " ON n.oid = e.extnamespace WHERE e.extname = 'pg_stat_statements'")
+    return None if schema is None else '"%s"' % schema.replace('"', '""')
+
+
 def normalised_text(db: Db, queryid: int, userid: int | None) -> str | None:
     """The statement's normalised text: pg_stat_statements now (what the caller may see), else
     what an audit stored in arch.statement."""
     args = [int(queryid), None if userid is None else int(userid)]
-    text = db.scalar(
-        "SELECT s.query FROM pg_stat_statements s WHERE s.queryid = $1"
+    pgss = _pgss(db)
+    text = None if pgss is None else db.scalar(
+        f"SELECT s.query FROM {pgss}.pg_stat_statements s WHERE s.queryid = $1"
         " AND s.dbid = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database())"
         " AND ($2::text IS NULL OR s.userid = $2::text::oid)"
         " AND s.query IS NOT NULL AND s.query <> '<insufficient privilege>' ORDER BY s.calls DESC LIMIT 1", args)
@@ -661,8 +675,8 @@ class _Planner:
         vals = [None if v is None else str(v) for v in list(values)[:n]]
         vals += [None] * (n - len(vals))
         # The server quotes each value (quote_nullable): nothing of a value reaches SQL unquoted.
-        args = self.db.scalar("SELECT pg_catalog.string_agg(pg_catalog.quote_nullable(v), ', ' ORDER BY o)"
-                              " FROM pg_catalog.unnest($1::text[]) WITH ORDINALITY AS u(v, o)", [vals]) if n else ""
+        args = self.db.scalar("SELECT pg_catalog.string_agg(pg_catalog.quote_nullable(v #>> '{}'), ', ' ORDER BY o)"
+                              " FROM pg_catalog.jsonb_array_elements($1) WITH ORDINALITY AS u(v, o)", [vals]) if n else ""
         sql = f"EXPLAIN (FORMAT JSON) EXECUTE {PROVER_STMT}" + (f"({args})" if n else "")
         self._mode("force_custom_plan")
         try:
@@ -778,8 +792,9 @@ def compare_plans(db: Db, queryid: int, max_values: int) -> list[dict]:
     out = []
     plan_as = PlanAs(db)
     try:
-        uids = _userids(db, queryid) or [int(u) for u in [db.scalar(
-            "SELECT s.userid::bigint FROM pg_stat_statements s WHERE s.queryid = $1"
+        pgss = _pgss(db)
+        uids = _userids(db, queryid) or [int(u) for u in [pgss and db.scalar(
+            f"SELECT s.userid::bigint FROM {pgss}.pg_stat_statements s WHERE s.queryid = $1"
             " AND s.dbid = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database())"
             " AND arch.statement_visible(s.userid) ORDER BY s.calls DESC LIMIT 1", [int(queryid)])] if u is not None]
         for uid in uids:
