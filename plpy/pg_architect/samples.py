@@ -451,7 +451,11 @@ def constant_parameters(db: Db, queryid: int, userid: int | None, *, min_samples
     index's WHERE clause; else None (``LIMIT $3`` always 50)."""
     if min_samples is None:
         min_samples = load_settings(db, SampleSettings).constant_parameter_min_samples
-    al = alignments(db, queryid, userid, normalised)
+    return constants_from(alignments(db, queryid, userid, normalised), min_samples)
+
+
+def constants_from(al: list[Alignment], min_samples: int) -> list[dict]:
+    """:func:`constant_parameters` of aligned samples."""
     const = _constant_slots(al, min_samples)
     out = []
     for n, slots in sorted(const.items()):
@@ -488,7 +492,11 @@ def recovered_expressions(db: Db, queryid: int, userid: int | None, *, min_sampl
     expression index can have."""
     if min_samples is None:
         min_samples = load_settings(db, SampleSettings).constant_parameter_min_samples
-    al = alignments(db, queryid, userid, normalised)
+    return expressions_from(alignments(db, queryid, userid, normalised), min_samples)
+
+
+def expressions_from(al: list[Alignment], min_samples: int) -> list[dict]:
+    """:func:`recovered_expressions` of aligned samples."""
     const = _constant_slots(al, min_samples)
     if not const:
         return []
