@@ -57,7 +57,7 @@ def test_statement_idle_in_transaction_is_sampled_with_its_literals(db, dsn):
 
 def test_active_statement_is_sampled(db, dsn):
     text = "SELECT pg_sleep(3), count(*) FROM orders WHERE status = 'cancelled'"
-    with psycopg.connect(dsn, autocommit=True) as app:
+    with psycopg.connect(dsn, autocommit=True, application_name="shop") as app:
         worker = threading.Thread(target=lambda: app.execute(text).fetchall())
         worker.start()
         try:
@@ -66,10 +66,11 @@ def test_active_statement_is_sampled(db, dsn):
                             " AND query = %s AND query_id IS NOT NULL", (text,)):
                     break
                 time.sleep(0.05)
-            assert sample(db)["stored"] == 1
+            assert sample(db)["stored"] >= 1
         finally:
             worker.join()
-    assert db.value("SELECT query FROM arch.query_samples") == text
+    # (other sessions that just went idle may be sampled too: the application's is the one)
+    assert db.value("SELECT query FROM arch.query_samples WHERE application_name = 'shop'") == text
 
 
 def test_alignment_recovers_values_constants_and_json_keys(db, app):
@@ -159,8 +160,9 @@ def test_samples_follow_pg_stat_statements_visibility(db, dsn):
             with psycopg.connect(f"{dsn} user=pga_sampler", autocommit=True) as s:
                 got = s.execute("SELECT arch.sample_queries()").fetchone()[0]
                 assert got["stored"] == 0 and got["hidden"] >= 1, got
-            assert sample(db)["stored"] == 1
+            assert sample(db)["stored"] >= 1
             app.rollback()
+        db.sql("DELETE FROM arch.query_sample WHERE userid <> 'pga_app'::regrole")  # harness sessions
         expected = {"pga_app": text, "pga_stats": text, "pga_grafana": HIDDEN, "pga_sampler": HIDDEN}
         for r, want in expected.items():
             with psycopg.connect(f"{dsn} user={r}") as conn:
@@ -180,11 +182,12 @@ def test_samples_follow_pg_stat_statements_visibility(db, dsn):
 def test_sample_table_stays_bounded(db, app):
     db.sql("UPDATE arch.settings SET query_sample_per_query = 3, query_sample_max_rows = 5")
     run_and_sample(db, app, [ORDERS.format(status="paid", user=u) for u in range(1, 9)])
-    kept = [r[0] for r in db.sql("SELECT query FROM arch.query_sample ORDER BY id")]
+    kept = [r[0] for r in db.sql("SELECT query FROM arch.query_sample WHERE application_name = 'shop' ORDER BY id")]
     assert kept == [ORDERS.format(status="paid", user=u) for u in (6, 7, 8)]  # the newest
     run_and_sample(db, app, [EVENTS.format(user=u, order=u) for u in range(1, 5)])
     assert db.value("SELECT count(*) FROM arch.query_sample") == 5
     assert db.value("SELECT count(*) FROM arch.query_sample WHERE query LIKE '%behavior_log%'") == 3
+    assert db.value("SELECT count(*) FROM arch.query_sample WHERE query LIKE '%orders%'") <= 2
     with pytest.raises(psycopg.errors.CheckViolation, match="settings_query_sample_per_query"):
         db.sql("UPDATE arch.settings SET query_sample_per_query = 0")
 
@@ -192,7 +195,8 @@ def test_sample_table_stays_bounded(db, app):
 def test_own_calls_are_not_sampled(db, app):
     app.execute("SELECT count(*) FROM arch.recommendations").fetchall()
     got = sample(db)
-    assert got["stored"] == 0 and got["skipped"].get("own", 0) >= 1
+    assert got["skipped"].get("own", 0) >= 1
+    assert db.value("SELECT count(*) FROM arch.query_sample WHERE query LIKE '%arch.%'") == 0
 
 
 def test_schedule_and_unschedule_sampling(db):

@@ -6,7 +6,7 @@ This module brings the values back:
 
 * :func:`sample_queries` reads ``pg_stat_activity`` now (statements of this database that are
   running, idle in a transaction, or finished within ``query_sample_idle_window``; PG 14+
-  shows their ``query_id``) and stores the *texts with their literals* in the bounded table
+  shows their ``query_id``; client backends only) and stores the *texts with their literals* in the bounded table
   ``arch.query_sample``.  Only one plannable statement per text (SELECT, INSERT, UPDATE,
   DELETE, MERGE) is stored, read with PostgreSQL's own parser: a utility statement
   (``ALTER ROLE ... PASSWORD '...'``), a text holding several statements, a truncated or
@@ -110,7 +110,7 @@ def sample_queries(db: Db) -> dict:
         " FROM pg_catalog.pg_stat_activity a"
         " WHERE a.datid = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database())"
         " AND a.pid <> pg_catalog.pg_backend_pid() AND a.query_id IS NOT NULL AND a.query_id <> 0"
-        " AND a.usesysid IS NOT NULL"
+        " AND a.usesysid IS NOT NULL AND a.backend_type = 'client backend'"  # not pg_cron's launcher
         " AND (a.state IN ('active', 'idle in transaction', 'idle in transaction (aborted)')"
         "      OR (a.state = 'idle' AND a.state_change >= pg_catalog.clock_timestamp() - $1::text::interval))",
         [st.query_sample_idle_window])
