@@ -391,13 +391,14 @@ class Search:
         floor = MIN_MOVE_SHARE * total_ms
         heap = [(-(e.bound / max(self.size_of(d), 0.01)), d, -1) for d, e in self.pool.items()]
         heapq.heapify(heap)
+        step = 0  # moves taken so far: an entry evaluated at this step is exact
         while heap:
             neg, d, at = heapq.heappop(heap)
             if d in chosen or any(serves(self.pool[c].cand, self.pool[d].cand) for c in chosen):
                 continue
             net, size, removed = self._move(d, chosen, current)
-            if at != len(chosen) and heap and -heap[0][0] > net / max(size, 0.01):
-                heapq.heappush(heap, (-(net / max(size, 0.01)), d, len(chosen)))  # stale bound: re-queue
+            if at != step and heap and -heap[0][0] > net / max(size, 0.01):
+                heapq.heappush(heap, (-(net / max(size, 0.01)), d, step))  # stale bound: re-queue
                 continue
             if net <= floor:
                 continue
@@ -407,6 +408,7 @@ class Search:
             if sum(1 for c in new if self.pool[c].table == self.pool[d].table) > self.settings.max_indexes_per_table:
                 continue
             chosen = new
+            step += 1
             current = self._current(chosen)
         return chosen
 
