@@ -19,7 +19,7 @@ Pure apart from the catalog reads (``catalog.resolve_table`` / ``columns`` and o
 
 from __future__ import annotations
 
-from .. import pgparse  # noqa: F401  (loads libpg_query with RTLD_DEEPBIND before anything else)
+from .. import pgparse  # PostgreSQL's parser: loads libpg_query with RTLD_DEEPBIND (never pglast directly)
 from ..analyze import StatementInfo, quote_ident
 from ..db import Db
 from ..recommend import Candidate, TableMeta, is_covered

@@ -62,7 +62,7 @@ INDEX_WRITE_MS_PER_ROW = 0.01
 # Every MB of index must save at least this much statement time (ms) in the window.
 STORAGE_MS_PER_MB = 1.0
 # A move must save at least this share of the workload's estimated time (planner noise).
-MIN_MOVE_SHARE = 0.005
+MIN_MOVE_SHARE = 0.001
 # Merged candidates per table at most (pairs on the same leading column).
 MAX_MERGES_PER_TABLE = 20
 _OWN = re.compile(r"\barch\s*\.", re.I)
