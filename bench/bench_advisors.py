@@ -9,7 +9,7 @@ Steps:
   1. the workload: TPC-H's 22 queries at --sf (loaded with DuckDB's generator into schema ``tpch``,
      see tpch_data.py), or ``--workload skewed``: schema ``bench_skew`` and statements with
      literal values where expression and partial indexes pay (see skew_workload.py);
-  2. the capture: pg_stat_statements is reset, every statement is executed (TPC-H: --capture-runs
+  2. the capture: pg_stat_statements and the table statistics are reset, every statement is executed (TPC-H: --capture-runs
      times, once when the first run takes over 5 s; skewed: as often as the workload says) under
      --capture-timeout-s (a statement that fails or times out is not in the capture), and the
      pg_stat_statements rows of the workload's query ids are read once.  All advisors get this
@@ -18,6 +18,9 @@ Steps:
   3. the advisors, each timed:
        pg_architect           ``SELECT arch.run_audit()`` (thresholds lowered for the run, restored
                               afterwards); its proposed index recommendations on the schema;
+       pg_architect set       ``SELECT * FROM arch.design_indexes()`` (the same lowered thresholds, on a
+                              fresh backend): one set of indexes for the whole workload; statements it
+                              skipped are read from its NOTICEs;
        postgres-mcp DTA       workload mode (``analyze_workload(workload=...)``, calls and mean time
                               from the capture) in its own Python >= 3.12 venv (bench/peers.sh), via
                               bench/peer_dta.py: a statement whose normalised text it cannot bind or
@@ -87,10 +90,11 @@ IA_SCHEMA = "bench_index_advisor"
 DEFAULT_IA_GIT = "/work/.mirror/supabase+index_advisor/repo"
 #: A statement whose first capture run took longer than this is not repeated (as in bench_tpch.py).
 REPEAT_UNDER_S = 5.0
-ADVISORS = ("none", "pg_architect", "postgres_mcp_dta", "index_advisor", "naive")
+ADVISORS = ("none", "pg_architect", "pg_architect_set", "postgres_mcp_dta", "index_advisor", "naive")
 LABELS = {
     "none": "no index",
     "pg_architect": "pg_architect",
+    "pg_architect_set": "pg_architect design_indexes (set)",
     "postgres_mcp_dta": "postgres-mcp DTA (workload mode)",
     "index_advisor": "supabase index_advisor",
     "naive": "one index per predicate column",
@@ -141,6 +145,11 @@ def capture(conn, items: list[Item], timeout_s: float) -> tuple[list[Item], list
     items = [Item(it.key, it.sql, it.executions, query_id(conn, it.sql)) for it in items]
     status = {}
     reset_pgss(conn)
+    # The table write counters start with the capture too: loading the bench schema is not the
+    # workload's writes (arch.design_indexes subtracts the write cost of each index).
+    conn.execute("SELECT pg_stat_force_next_flush()")
+    conn.execute("SELECT 1")
+    conn.execute("SELECT pg_stat_reset()")
     set_timeout(conn, timeout_s)
     try:
         for it in items:
@@ -197,6 +206,29 @@ def advise_pg_architect(conn, args, schema: str, cap: list[dict], literals: dict
         skipped.append({"queryid": None, "reason": f"{not_seen} captured statement(s) not selected by the audit"})
     return {"ddl": ddl, "skipped": skipped, "wall_s": res.wall_s, "summary": s,
             "peak_rss_mb": round(res.peak_rss_kb / 1024, 1) if res.peak_rss_kb else None}
+
+
+def advise_pg_architect_set(conn, args, schema: str, cap: list[dict], literals: dict | None = None) -> dict:
+    import re
+
+    notices: list[str] = []
+    with connect(args.dsn) as c2:
+        c2.add_notice_handler(lambda d: notices.append(d.message_primary))
+        c2.execute(psycopg.sql.SQL("SET statement_timeout = {}").format(psycopg.sql.Literal(args.audit_timeout_ms)))
+        t0 = time.perf_counter()
+        rows = c2.execute("SELECT table_name, ddl, size_mb, queryids, gain_share, workload_ms_before,"
+                          " workload_ms_after FROM arch.design_indexes()").fetchall()
+        wall = time.perf_counter() - t0
+    qids = {c["queryid"] for c in cap}
+    skipped = []
+    for n in notices:
+        m = re.match(r"pg_architect: queryid (-?\d+) skipped \((\w+)\): (.*)", n)
+        if m and int(m.group(1)) in qids:
+            skipped.append({"queryid": int(m.group(1)), "reason": f"{m.group(2)}: {m.group(3)}"})
+    ddl = [r[1] for r in rows if r[0].startswith(schema + ".")]
+    return {"ddl": ddl, "skipped": skipped, "wall_s": wall, "notices": notices,
+            "set": [{"table": r[0], "ddl": r[1], "size_mb": float(r[2]), "queryids": r[3], "gain_share": r[4],
+                     "workload_ms_before": r[5], "workload_ms_after": r[6]} for r in rows]}
 
 
 def _dta_python(args) -> str:
@@ -520,7 +552,7 @@ def main(argv=None) -> int:
     t_start = time.perf_counter()
     try:
         with connect(args.dsn) as conn:
-            if "pg_architect" in args.advisors:
+            if {"pg_architect", "pg_architect_set"} & set(args.advisors):
                 check_arch(conn)
             if not conn.execute("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'hypopg')").fetchone()[0]:
                 raise BenchError("extension hypopg is not installed in this database")
@@ -533,13 +565,17 @@ def main(argv=None) -> int:
 
             advisors: dict[str, dict] = {}
             log(f"capture: {len(items)} statements ...")
-            with AuditSettings(conn, **BENCH_SETTINGS, max_statements=200) if "pg_architect" in args.advisors \
+            with AuditSettings(conn, **BENCH_SETTINGS, max_statements=200) \
+                    if {"pg_architect", "pg_architect_set"} & set(args.advisors) \
                     else _Nothing():
                 items, cap, cap_status = capture(conn, items, args.capture_timeout_s)
                 log(f"capture: {len(cap)} pg_stat_statements entries")
                 if "pg_architect" in args.advisors:  # first: it reads pg_stat_statements itself
                     log("advisor pg_architect: arch.run_audit() ...")
                     advisors["pg_architect"] = advise_pg_architect(conn, args, schema, cap)
+                if "pg_architect_set" in args.advisors:  # reads pg_stat_statements too
+                    log("advisor pg_architect_set: arch.design_indexes() ...")
+                    advisors["pg_architect_set"] = advise_pg_architect_set(conn, args, schema, cap)
             weights = item_weights(items, {c["queryid"]: c["calls"] for c in cap})
             literals: dict[int, str] = {}  # one executed text per query id, the most executed
             for it in sorted(items, key=lambda i: -i.executions):

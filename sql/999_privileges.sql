@@ -165,3 +165,55 @@ GRANT EXECUTE ON FUNCTION arch.statement_visible(oid), arch.visible_text(oid, te
 -- takes their SHARE UPDATE EXCLUSIVE lock for a moment: admins only, with their own rights.
 
 GRANT EXECUTE ON FUNCTION arch.advise_statistics(bigint, integer) TO arch_admin;
+
+-- ==== query samples (150_samples.sql) ====
+-- (runs after 090_privileges.sql, which revoked PUBLIC on every arch table and function)
+REVOKE ALL ON arch.query_sample, arch.query_samples FROM PUBLIC;
+REVOKE ALL ON FUNCTION arch.sample_queries(), arch.sampled_parameters(bigint, integer),
+              arch.compare_plans(bigint, integer), arch.schedule_sampling(text),
+              arch.unschedule_sampling() FROM PUBLIC;
+-- Readers see the samples through the view (texts filtered by arch.visible_text).
+GRANT SELECT ON arch.query_samples TO arch_reader;
+-- Admins sample (with their own rights: the functions are SECURITY INVOKER), read what the
+-- samples say, compare plans (planned as each statement's role) and schedule sampling.
+GRANT SELECT, INSERT, DELETE ON arch.query_sample TO arch_admin;
+GRANT EXECUTE ON FUNCTION arch.sample_queries(), arch.sampled_parameters(bigint, integer),
+      arch.compare_plans(bigint, integer), arch.schedule_sampling(text), arch.unschedule_sampling() TO arch_admin;
+-- The sidecar's staging validation (validate.py) takes real parameter values from the samples.
+GRANT SELECT ON arch.query_sample TO arch_sidecar;
+
+-- ==== workload index set (410_index_set.sql) ====
+-- Plans the workload's statements as the roles that ran them (security.PlanAs): admins only.
+REVOKE ALL ON FUNCTION arch.design_indexes(numeric) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION arch.design_indexes(numeric) TO arch_admin;
+
+-- ==== index housekeeping (420_housekeeping.sql) ====
+-- Both run with the caller's rights: they read the statistics views and the catalog (no user
+-- data, no statement text) and write only arch.snapshot_index. Admins only.
+REVOKE ALL ON FUNCTION arch.snapshot_indexes(), arch.advise_index_housekeeping() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION arch.snapshot_indexes(), arch.advise_index_housekeeping() TO arch_admin;
+GRANT SELECT, INSERT, UPDATE, DELETE ON arch.snapshot_index TO arch_admin;
+GRANT SELECT ON arch.snapshot_index TO arch_reader;
+
+-- ==== partitioning, materialized views, caching (430_partition_matview.sql) ====
+-- The advisors read pg_stat_statements and the catalog (and, for materialized views, plan the
+-- statements as their roles): admins only, with their own rights.
+REVOKE ALL ON FUNCTION arch._advise_partitioning(), arch.advise_partitioning(), arch._advise_materialized_views(),
+       arch.advise_materialized_views(), arch._visible_statements(jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION arch._advise_partitioning(), arch.advise_partitioning(), arch._advise_materialized_views(),
+      arch.advise_materialized_views(), arch._visible_statements(jsonb) TO arch_admin;
+
+-- ==== validation on staging (720_validation.sql) ====
+REVOKE ALL ON FUNCTION arch.validate(bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION arch._adopt_validation(bigint, double precision, double precision) FROM PUBLIC;
+REVOKE ALL ON arch.validation, arch.validations, arch.estimate_errors FROM PUBLIC;
+GRANT SELECT ON arch.validations, arch.estimate_errors TO arch_reader;
+GRANT SELECT ON arch.validation TO arch_admin;
+GRANT EXECUTE ON FUNCTION arch.validate(bigint) TO arch_admin;
+GRANT SELECT, INSERT, UPDATE ON arch.validation TO arch_sidecar;
+GRANT EXECUTE ON FUNCTION arch._adopt_validation(bigint, double precision, double precision) TO arch_sidecar, arch_admin;
+-- The sidecar compares system identifiers of production and staging (refuses the same database).
+GRANT EXECUTE ON FUNCTION pg_catalog.pg_control_system() TO arch_sidecar, arch_admin;
+
+-- ==== KPIs (810_kpis.sql) ====
+GRANT SELECT ON arch.kpis TO arch_reader;

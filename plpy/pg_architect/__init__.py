@@ -6,3 +6,9 @@ below matches the version recorded at install time.
 """
 
 __version__ = "0.1.0"
+
+# libpg_query (pglast's parser) carries PostgreSQL's own symbol names: inside a PostgreSQL backend
+# it must be loaded with RTLD_DEEPBIND before anything imports pglast, or its calls bind to the
+# server's functions and the backend crashes.  Importing pgparse here, first, makes the import
+# order of every other module irrelevant.
+from . import pgparse  # noqa: E402, F401

@@ -232,6 +232,35 @@ def cmd_sidecar(args) -> int:
         delay = min(delay * 2, 60.0)
 
 
+def cmd_validate(args) -> int:
+    """Validation on staging: EXPLAIN ANALYZE before / after the change, then undone (validate.py)."""
+    import logging
+
+    import psycopg
+
+    from .validate import ValidationRefused, validate_many
+
+    _log_to_stderr(args.verbose)
+    log = logging.getLogger("pg_architect.validate")
+    staging = args.staging_dsn or os.environ.get("PGA_STAGING_DSN", "")
+    ids = [args.recommendation] if args.recommendation else None
+    while True:
+        try:
+            with psycopg.connect(args.dsn, autocommit=True, application_name="pg_architect validate") as conn:
+                results = validate_many(conn, staging, ids, say=log.info)
+        except ValidationRefused as exc:
+            print(f"pg-architect validate: REFUSED: {exc}", file=sys.stderr)
+            return 3
+        except psycopg.Error as exc:
+            print(f"pg-architect validate: ERROR: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
+            return 2
+        for r in results:
+            print(json.dumps(r, default=str))
+        if args.once or ids:
+            return 0
+        time.sleep(args.interval)
+
+
 def cmd_train(args) -> int:
     """Train Vanna now (what a train request does), from here."""
     from .db import PsycopgDb
@@ -299,6 +328,18 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--name", help="name in arch.sidecars (default host:pid)")
     s.add_argument("-v", "--verbose", action="store_true")
     s.set_defaults(func=cmd_sidecar)
+
+    s = sub.add_parser("validate", help="validate recommendations on a staging database: EXPLAIN ANALYZE "
+                       "before and after the change, then undone (never on production)")
+    s.add_argument("--dsn", default=os.environ.get("PGA_DSN", ""), help=dsn_help)
+    s.add_argument("--staging-dsn", default="", help="the staging database (default: $PGA_STAGING_DSN); "
+                   "refused when it reaches the production database itself")
+    s.add_argument("--recommendation", type=int, help="validate this recommendation (default: those "
+                   "arch.settings.validate_policy picks)")
+    s.add_argument("--once", action="store_true", help="validate once and exit")
+    s.add_argument("--interval", type=float, default=300.0, help="seconds between passes without --once")
+    s.add_argument("-v", "--verbose", action="store_true")
+    s.set_defaults(func=cmd_validate)
 
     s = sub.add_parser("train", help="train Vanna now on the user schemas' DDL, arch.documentation "
                        "and approved recommendations (no duplicates)")

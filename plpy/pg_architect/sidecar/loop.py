@@ -335,6 +335,15 @@ class Sidecar:
 
         return vanna.train(self.db, self.vanna())
 
+    def do_validate(self, req: dict) -> dict:
+        from .validate import ValidationRefused, handle_validate_request
+
+        try:  # the staging DSN only ever comes from the sidecar's environment
+            return handle_validate_request(self.conn, self.env.get("PGA_STAGING_DSN"), req,
+                                           say=lambda m: (log.info(m), self.heartbeat()))
+        except ValidationRefused as exc:
+            raise TaskError(str(exc), refused=True) from None
+
     # ------------------------------------------------------------------ pull request sync
     def maybe_sync(self, force: bool = False) -> dict | None:
         from .github import sync_pull_requests

@@ -1,0 +1,510 @@
+"""Choose a SET of indexes for the whole workload (issue 10): ``arch.design_indexes()``.
+
+Instead of the best index of each statement proven alone, one search over the candidates of
+every statement, costed with the whole chosen set present:
+
+1. **Workload**: this database's statements in ``pg_stat_statements`` (since its last reset)
+   above the audit thresholds (``min_calls``, ``min_mean_time_ms``, ``max_statements``), the
+   costliest first; utility statements and our own calls left out.
+2. **Pool**: for every statement, planned as the role that ran it (``security.PlanAs``), the
+   per-statement candidates of :mod:`pg_architect.recommend` plus the join- and
+   subquery-aware ones of :mod:`.index_join_candidates`, each costed alone with hypopg; those
+   the planner uses and that lower the statement's cost by ``min_gain_pct`` join the pool, one
+   entry per definition, remembering a role that proposed it. Merging: two pool candidates on
+   the same leading column (same predicate) give a merged candidate (the keys of the first,
+   then the other's missing keys, up to ``max_index_columns``).
+3. **Search**: lazy greedy (CELF) by marginal net benefit per MB. A move adds a candidate and
+   drops the chosen ones it serves (their keys a prefix of its keys, same predicate, their
+   INCLUDE columns among its columns): this is how ``(user_id)`` gives way to
+   ``(user_id, created_at)``.  Its benefit is the drop of the estimated workload time: every
+   statement that touches the candidate's table is re-costed (PREPARE + EXPLAIN of its generic
+   plan, as its own role) with every chosen index on its tables present as a hypothetical
+   index; planner cost becomes time with each statement's own ratio at the current state
+   (``mean_exec_time / cost`` without the set), times its calls. Subtracted: the write cost
+   (below) and :data:`STORAGE_MS_PER_MB` per MB. A move is taken only when its net benefit is
+   positive and at least :data:`MIN_MOVE_SHARE` of the workload time; ``index_budget_mb`` and
+   ``max_indexes_per_table`` are never exceeded. The search stops when no move pays.
+4. **Interference**: a final pass removes every chosen index whose removal does not raise the
+   estimated workload time by more than its own write and storage cost (with the others
+   present the planner may prefer those), until none is removed.
+
+Write cost per table: the rows written (``pg_stat_user_tables``: ``n_tup_ins + n_tup_upd -
+n_tup_hot_upd + n_tup_del``; a HOT update maintains no index), counted since the database's
+statistics were reset (or the server started) and scaled to the pg_stat_statements window
+(its length / the counters' period, at most 1), times :data:`INDEX_WRITE_MS_PER_ROW` for each
+index.
+
+Hypothetical indexes are created as a role that proposed them and every statement is planned
+as its own role; nothing is stored and no statement text is returned (only query ids).
+"""
+
+from __future__ import annotations
+
+import heapq
+import re
+import time
+from dataclasses import dataclass, field
+
+from .. import (
+    guard,
+    index_ddl,
+    pgparse,  # noqa: F401  (libpg_query loaded with RTLD_DEEPBIND first)
+)
+from ..analyze import SkipStatement, analyze_statement
+from ..catalog import PgCatalog, search_path_for
+from ..db import QUERY_CANCELED, Db, DbError, UserError
+from ..prove import Prover
+from ..security import PLANNABLE_SQL_RE, PlanAs, references_temp_schema
+from ..settings import load_into as load_settings
+from . import index_join_candidates
+from .index_candidates import Candidate, generate_candidates, normalize_sql_fragment
+
+# Estimated time to maintain one b-tree index entry for one written row (ms): insert of the
+# entry, its WAL and the later vacuum of a dead one; 10 µs is on the safe side of what a
+# b-tree insert costs on a busy server.
+INDEX_WRITE_MS_PER_ROW = 0.01
+# Every MB of index must save at least this much statement time (ms) in the window.
+STORAGE_MS_PER_MB = 1.0
+# A move must save at least this share of the workload's estimated time (planner noise).
+MIN_MOVE_SHARE = 0.001
+# Merged candidates per table at most (pairs on the same leading column).
+MAX_MERGES_PER_TABLE = 20
+_OWN = re.compile(r"\barch\s*\.", re.I)
+
+
+@dataclass
+class Settings:
+    min_mean_time_ms: float
+    min_calls: int
+    min_gain_pct: float
+    max_statements: int
+    statement_budget_ms: int
+    max_candidates: int
+    max_index_columns: int
+    max_statement_length: int
+    index_budget_mb: float | None
+    max_indexes_per_table: int
+
+
+@dataclass
+class Statement:
+    userid: int
+    queryid: int
+    text: str
+    calls: int
+    total_ms: float
+    base_cost: float = 0.0
+    types: list = field(default_factory=list)
+    path: list = field(default_factory=list)
+    tables: set = field(default_factory=set)
+    cache: dict = field(default_factory=dict)  # frozenset of definitions on its tables -> cost
+
+    def ms(self, cost: float) -> float:
+        """Estimated time (ms over the window) at planner cost ``cost``."""
+        return self.total_ms * cost / self.base_cost
+
+
+@dataclass
+class Entry:
+    cand: Candidate
+    userid: int  # a role that proposed it: the hypothetical index is created as that role
+    size: int | None = None  # bytes (hypopg)
+    bound: float = 0.0  # ms saved on its own statements, costed alone (the search's first guess)
+
+    @property
+    def table(self) -> tuple[str, str]:
+        return (self.cand.schema, self.cand.table)
+
+    @property
+    def mb(self) -> float:
+        return (self.size or 0) / 1048576.0
+
+
+def serves(wide: Candidate, narrow: Candidate) -> bool:
+    """True when index ``wide`` serves whatever ``narrow`` serves: same table and predicate,
+    ``narrow``'s keys a leading prefix of ``wide``'s, its INCLUDE columns among ``wide``'s."""
+    if (wide.schema, wide.table) != (narrow.schema, narrow.table) or wide == narrow:
+        return False
+    if normalize_sql_fragment(wide.where) != normalize_sql_fragment(narrow.where):
+        return False
+    wk = [normalize_sql_fragment(k) for k in wide.keys]
+    nk = [normalize_sql_fragment(k) for k in narrow.keys]
+    if wk[: len(nk)] != nk:
+        return False
+    have = set(wk) | {normalize_sql_fragment(c) for c in wide.include}
+    return {normalize_sql_fragment(c) for c in narrow.include} <= have
+
+
+def merge(a: Candidate, b: Candidate, max_columns: int) -> Candidate | None:
+    """One index for two candidates on the same leading column and predicate, or None."""
+    if (a.schema, a.table) != (b.schema, b.table) or a.where != b.where or not a.keys or not b.keys:
+        return None
+    if normalize_sql_fragment(a.keys[0]) != normalize_sql_fragment(b.keys[0]):
+        return None
+    if serves(a, b) or serves(b, a):
+        return None
+    have = {normalize_sql_fragment(k) for k in a.keys}
+    keys = list(a.keys) + [k for k in b.keys if normalize_sql_fragment(k) not in have]
+    keys = keys[:max_columns]
+    if len(keys) <= len(a.keys):
+        return None
+    incl = [c for c in dict.fromkeys(a.include + b.include)
+            if normalize_sql_fragment(c) not in {normalize_sql_fragment(k) for k in keys}]
+    return Candidate(a.schema, a.table, tuple(keys), tuple(incl), a.where, "multi")
+
+
+class Search:
+    """The pool, the hypothetical indexes of this backend and the costing of statements."""
+
+    def __init__(self, db: Db, settings: Settings, prover: Prover, plan_as: PlanAs):
+        self.db = db
+        self.settings = settings
+        self.prover = prover
+        self.plan_as = plan_as
+        self.statements: list[Statement] = []
+        self.skipped: list[tuple[int, str, str]] = []
+        self.pool: dict[str, Entry] = {}
+        self.present: dict[str, int] = {}  # definition -> hypopg oid
+        self.write_rows: dict[tuple[str, str], float] = {}
+        self.window_factor = 1.0  # share of the table counters' period the workload window covers
+        self.explains = 0
+
+    # -- hypothetical indexes ----------------------------------------------------------
+    def _create(self, d: str) -> None:
+        e = self.pool[d]
+        saved = self.prover.run_as
+        self.prover.run_as = self.plan_as.wrapper_for(e.userid)  # as a role that proposed it
+        try:
+            oid, _ = self.prover.create_hypothetical(e.cand.hypo_sql())
+        finally:
+            self.prover.run_as = saved
+        self.present[d] = oid
+        if e.size is None:
+            e.size = self.prover.hypothetical_size(oid) or 0
+
+    def _drop(self, d: str) -> None:
+        oid = self.present.pop(d)
+        self.prover.drop_hypothetical(oid)
+
+    def _materialize(self, tables: set, defs: frozenset) -> None:
+        """Exactly ``defs`` present among the hypothetical indexes on ``tables``."""
+        for d in [d for d in self.present if self.pool[d].table in tables and d not in defs]:
+            self._drop(d)
+        for d in defs:
+            if d not in self.present:
+                self._create(d)
+
+    def size_of(self, d: str) -> float:
+        e = self.pool[d]
+        if e.size is None:
+            self._create(d)
+        return e.mb
+
+    # -- costing ------------------------------------------------------------------------
+    def _use(self, st: Statement) -> None:
+        self.db.execute("SELECT set_config('search_path', $1, true)",
+                        [", ".join('"%s"' % p.replace('"', '""') for p in st.path) or "pg_catalog"])
+        self.prover.run_as = self.plan_as.wrapper_for(st.userid)
+        self.prover.text = st.text
+        self.prover.types = list(st.types)
+
+    def cost(self, st: Statement, chosen) -> float:
+        """The statement's planner cost with the chosen indexes on its tables present."""
+        key = frozenset(d for d in chosen if self.pool[d].table in st.tables)
+        if key in st.cache:
+            return st.cache[key]
+        self._materialize(st.tables, key)
+        self._use(st)
+        try:
+            c = self.prover.explain(reprepare=True).cost
+        except SkipStatement:
+            c = st.base_cost
+        self.explains += 1
+        st.cache[key] = c
+        return c
+
+    def workload_ms(self, chosen, tables: set | None = None) -> float:
+        """Estimated time of the statements (those touching ``tables`` when given)."""
+        return sum(st.ms(self.cost(st, chosen)) for st in self.statements
+                   if tables is None or st.tables & tables)
+
+    def write_ms(self, table: tuple[str, str]) -> float:
+        """Estimated time (ms) to maintain one more index on ``table`` during the window."""
+        if table not in self.write_rows:
+            r = self.db.one(
+                "SELECT coalesce(s.n_tup_ins + s.n_tup_upd - s.n_tup_hot_upd + s.n_tup_del, 0)::float8 AS w"
+                " FROM pg_stat_user_tables s WHERE s.schemaname = $1 AND s.relname = $2", list(table))
+            self.write_rows[table] = (float(r["w"]) if r else 0.0) * self.window_factor
+        return self.write_rows[table] * INDEX_WRITE_MS_PER_ROW
+
+    def upkeep_ms(self, d: str) -> float:
+        """Write cost plus storage cost of one index."""
+        return self.write_ms(self.pool[d].table) + self.size_of(d) * STORAGE_MS_PER_MB
+
+    # -- step 1 and 2: the workload and the pool ------------------------------------------
+    def load_workload(self) -> float:
+        pgss = self.db.scalar("SELECT n.nspname::text FROM pg_extension e JOIN pg_namespace n"
+                              " ON n.oid = e.extnamespace WHERE e.extname = 'pg_stat_statements'")
+        if pgss is None:
+            raise UserError("pg_stat_statements is not installed in this database",
+                            hint="CREATE EXTENSION pg_stat_statements; (it must also be in shared_preload_libraries)")
+        s = self.settings
+        rows = self.db.query(
+            f'SELECT userid::bigint AS userid, queryid, min(query) AS query, sum(calls)::bigint AS calls,'
+            f' sum(total_exec_time)::float8 AS total_ms'
+            f' FROM "{pgss.replace(chr(34), chr(34) * 2)}".pg_stat_statements(true)'
+            f" WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            f" AND queryid IS NOT NULL AND query ~* $1"
+            f" GROUP BY userid, queryid HAVING sum(calls) >= $2 AND sum(calls) > 0"
+            f" AND sum(total_exec_time) / sum(calls) >= $3 ORDER BY sum(total_exec_time) DESC",
+            [PLANNABLE_SQL_RE, int(s.min_calls), float(s.min_mean_time_ms)])
+        # Table counters run since the database's statistics were reset (or the server
+        # started); the workload since pg_stat_statements was reset: scale writes to its window.
+        w = self.db.one(
+            f'SELECT extract(epoch FROM now() - (SELECT stats_reset FROM "{pgss.replace(chr(34), chr(34) * 2)}"'
+            f'.pg_stat_statements_info))::float8 AS window_s,'
+            " extract(epoch FROM now() - coalesce((SELECT stats_reset FROM pg_stat_database"
+            " WHERE datname = current_database()), pg_postmaster_start_time()))::float8 AS stats_s")
+        if w and w["window_s"] is not None and w["stats_s"] and w["stats_s"] > 0:
+            self.window_factor = min(1.0, max(float(w["window_s"]), 0.0) / float(w["stats_s"]))
+        for r in rows:
+            if _OWN.search(r["query"] or ""):
+                continue
+            if len(self.statements) >= s.max_statements:
+                break
+            if r["total_ms"] <= 0:
+                continue
+            self.statements.append(Statement(userid=int(r["userid"]), queryid=int(r["queryid"]), text=r["query"],
+                                             calls=int(r["calls"]), total_ms=float(r["total_ms"])))
+        return sum(st.total_ms for st in self.statements)
+
+    def build_pool(self) -> None:
+        kept = []
+        for i, st in enumerate(self.statements, 1):
+            self.db.progress(i - 1, len(self.statements), f"queryid {st.queryid}")
+            try:
+                with self.db.subtransaction():
+                    self._analyse(st)
+                kept.append(st)
+            except SkipStatement as exc:
+                cause = exc.__cause__
+                if isinstance(cause, DbError) and cause.sqlstate == QUERY_CANCELED:
+                    raise cause from None
+                self.skipped.append((st.queryid, exc.code, exc.reason))
+            except DbError as exc:
+                if exc.sqlstate == QUERY_CANCELED:
+                    raise
+                self.skipped.append((st.queryid, "error", str(exc).splitlines()[0]))
+            finally:
+                self.prover.run_as = None
+                self.prover.reset()
+                self.present.clear()
+        self.statements = kept
+        self._merge()
+
+    def _analyse(self, st: Statement) -> None:
+        t0 = time.monotonic()
+        s = self.settings
+        if references_temp_schema(st.text):
+            raise SkipStatement("temp_object", "it uses an object of a temporary schema (pg_temp)")
+        self.prover.run_as = self.plan_as.wrapper_for(st.userid)
+        st.path = search_path_for(self.db, st.userid)
+        self.db.execute("SELECT set_config('search_path', $1, true)",
+                        [", ".join('"%s"' % p.replace('"', '""') for p in st.path) or "pg_catalog"])
+        cat = PgCatalog(self.db, st.path)
+        info = analyze_statement(st.text, cat, max_length=s.max_statement_length)
+        if not info.tables:
+            raise SkipStatement("not_supported", "no table an index could speed up")
+        before = self.prover.load(info.text, info.param_count, info.free_params)
+        if before.cost <= 0:
+            raise SkipStatement("not_supported", "its estimated cost is zero")
+        st.text, st.types, st.base_cost = info.text, list(self.prover.types), before.cost
+        st.tables = set(info.tables)
+        metas = {key: cat.table_meta(*key) for key in info.tables}
+        cands = generate_candidates(info, metas, max_columns=s.max_index_columns)[: s.max_candidates]
+        cands += index_join_candidates.join_candidates(self.db, info, cat, metas, s.max_index_columns)
+        seen: set[str] = set()
+        for cand in cands:
+            d = cand.definition()
+            if d in seen:
+                continue
+            seen.add(d)
+            if (time.monotonic() - t0) * 1000 > s.statement_budget_ms:
+                break
+            try:
+                oid, hname = self.prover.create_hypothetical(cand.hypo_sql())
+            except DbError as exc:
+                if exc.sqlstate == QUERY_CANCELED:
+                    raise
+                continue
+            try:
+                plan = self.prover.explain(reprepare=True)
+                size = self.prover.hypothetical_size(oid)
+            finally:
+                self.prover.drop_hypothetical(oid)
+            self.explains += 1
+            gain = (before.cost - plan.cost) / before.cost * 100.0
+            if hname not in plan.index_names or gain < s.min_gain_pct:
+                continue
+            e = self.pool.get(d)
+            if e is None:
+                e = self.pool[d] = Entry(cand=cand, userid=st.userid, size=size)
+            e.bound += st.ms(before.cost) - st.ms(plan.cost)
+            st.cache[frozenset([d])] = plan.cost
+        st.cache[frozenset()] = before.cost
+
+    def _merge(self) -> None:
+        by_table: dict[tuple[str, str], list[Entry]] = {}
+        for e in self.pool.values():
+            by_table.setdefault(e.table, []).append(e)
+        for entries in by_table.values():
+            made = 0
+            for i, a in enumerate(entries):
+                for b in entries[i + 1:]:
+                    if made >= MAX_MERGES_PER_TABLE:
+                        break
+                    for x, y in ((a, b), (b, a)):
+                        m = merge(x.cand, y.cand, self.settings.max_index_columns)
+                        if m is None or m.definition() in self.pool:
+                            continue
+                        self.pool[m.definition()] = Entry(cand=m, userid=x.userid, bound=x.bound + y.bound)
+                        made += 1
+
+    # -- step 3: the search ------------------------------------------------------------------
+    def served_by(self, d: str, chosen: list[str]) -> list[str]:
+        return [c for c in chosen if serves(self.pool[d].cand, self.pool[c].cand)]
+
+    def _move(self, d: str, chosen: list[str], current_ms: dict) -> tuple[float, float, list[str]]:
+        """(net benefit ms, size change MB, indexes it replaces) of adding ``d``."""
+        table = self.pool[d].table
+        removed = self.served_by(d, chosen)
+        new = [c for c in chosen if c not in removed] + [d]
+        tables = {table}
+        before = sum(current_ms[st.queryid, st.userid] for st in self.statements if st.tables & tables)
+        after = self.workload_ms(new, tables)
+        upkeep = self.upkeep_ms(d) - sum(self.upkeep_ms(r) for r in removed)
+        size = self.size_of(d) - sum(self.size_of(r) for r in removed)
+        return before - after - upkeep, size, removed
+
+    def _current(self, chosen: list[str]) -> dict:
+        return {(st.queryid, st.userid): st.ms(self.cost(st, chosen)) for st in self.statements}
+
+    def greedy(self, budget_mb: float | None, total_ms: float) -> list[str]:
+        chosen: list[str] = []
+        current = self._current(chosen)
+        floor = MIN_MOVE_SHARE * total_ms
+        heap = [(-(e.bound / max(self.size_of(d), 0.01)), d, -1) for d, e in self.pool.items()]
+        heapq.heapify(heap)
+        step = 0  # moves taken so far: an entry evaluated at this step is exact
+        while heap:
+            neg, d, at = heapq.heappop(heap)
+            if d in chosen or any(serves(self.pool[c].cand, self.pool[d].cand) for c in chosen):
+                continue
+            net, size, removed = self._move(d, chosen, current)
+            if at != step and heap and -heap[0][0] > net / max(size, 0.01):
+                heapq.heappush(heap, (-(net / max(size, 0.01)), d, step))  # stale bound: re-queue
+                continue
+            if net <= floor:
+                continue
+            new = [c for c in chosen if c not in removed] + [d]
+            if budget_mb is not None and sum(self.size_of(c) for c in new) > budget_mb:
+                continue
+            if sum(1 for c in new if self.pool[c].table == self.pool[d].table) > self.settings.max_indexes_per_table:
+                continue
+            chosen = new
+            step += 1
+            current = self._current(chosen)
+        return chosen
+
+    # -- step 4: interference ------------------------------------------------------------
+    def prune(self, chosen: list[str]) -> list[str]:
+        """Remove every index whose removal does not raise the estimated time by more than its
+        upkeep, the least useful first, until none is removed."""
+        chosen = list(chosen)
+        while chosen:
+            worst = None
+            for d in chosen:
+                rest = [c for c in chosen if c != d]
+                loss = self.workload_ms(rest, {self.pool[d].table}) - self.workload_ms(chosen, {self.pool[d].table})
+                excess = loss - self.upkeep_ms(d)
+                if excess <= 0 and (worst is None or excess < worst[0]):
+                    worst = (excess, d)
+            if worst is None:
+                return chosen
+            chosen.remove(worst[1])
+        return chosen
+
+    def close(self) -> None:
+        self.present.clear()
+
+
+def design(db: Db, budget_mb: float | None = None) -> dict:
+    """The chosen set for the current pg_stat_statements window; nothing stored."""
+    with guard.lock_timeout(db):
+        settings = load_settings(db, Settings)
+        if budget_mb is None and settings.index_budget_mb is not None:
+            budget_mb = float(settings.index_budget_mb)
+        if budget_mb is not None and budget_mb <= 0:
+            raise UserError("arch.design_indexes: budget_mb must be positive", sqlstate="22023",
+                            hint="Pass NULL for no cap (every MB must still pay for itself).")
+        t0 = time.monotonic()
+        saved_path = db.scalar("SELECT current_setting('search_path')")
+        db.execute("SELECT set_config('plan_cache_mode', 'force_generic_plan', true)")
+        prover = Prover(db)
+        plan_as = PlanAs(db)
+        search = Search(db, settings, prover, plan_as)
+        try:
+            total = search.load_workload()
+            search.build_pool()
+            total = sum(st.total_ms for st in search.statements)
+            chosen = search.greedy(budget_mb, total)
+            chosen = search.prune(chosen)
+            after = search.workload_ms(chosen)
+            rows = _rows(search, chosen, total, after)
+        finally:
+            prover.run_as = None
+            prover.close()
+            plan_as.close()
+            search.close()
+            db.execute("SELECT set_config('search_path', $1, true)", [saved_path])
+        size = sum(r["size_mb"] for r in rows)
+        db.notice(f"pg_architect: {len(rows)} index{'es' if len(rows) != 1 else ''} ({size:,.1f} MB) for "
+                  f"{len(search.statements)} statements: estimated workload time {total:,.1f} ms -> "
+                  f"{after:,.1f} ms; {len(search.pool)} candidates, {search.explains} plans, "
+                  f"{len(search.skipped)} skipped, {time.monotonic() - t0:.1f} s")
+        for qid, code, reason in search.skipped:
+            db.notice(f"pg_architect: queryid {qid} skipped ({code}): {reason}")
+        return {"rows": rows, "before_ms": total, "after_ms": after, "skipped": search.skipped,
+                "statements": len(search.statements), "candidates": len(search.pool),
+                "explains": search.explains}
+
+
+def _rows(search: Search, chosen: list[str], total: float, after: float) -> list[dict]:
+    contrib = {}
+    served = {}
+    for d in chosen:
+        rest = [c for c in chosen if c != d]
+        tables = {search.pool[d].table}
+        contrib[d] = max(search.workload_ms(rest, tables) - search.workload_ms(chosen, tables), 0.0)
+        served[d] = sorted({st.queryid for st in search.statements
+                            if search.pool[d].table in st.tables
+                            and search.cost(st, chosen) < search.cost(st, rest)})
+    whole = sum(contrib.values()) or 1.0
+    out = []
+    for d in sorted(chosen, key=lambda d: -contrib[d]):
+        e = search.pool[d]
+        try:
+            ddl = index_ddl.for_candidate(search.db, e.cand)[0]
+        except index_ddl.NotIndexable:
+            ddl = e.cand.ddl()
+        out.append({"table_name": f"{e.cand.schema}.{e.cand.table}", "index_name": e.cand.name(), "ddl": ddl,
+                    "size_mb": round(e.mb, 3), "queryids": served[d], "gain_share": round(contrib[d] / whole, 4),
+                    "workload_ms_before": round(total, 3), "workload_ms_after": round(after, 3)})
+    return out
+
+
+def design_indexes_sql(plpy, budget_mb):
+    """arch.design_indexes(): :func:`design` inside the server, one row per chosen index."""
+    from ..entry import call
+
+    return call(plpy, lambda db: design(db, None if budget_mb is None else float(budget_mb))["rows"])
