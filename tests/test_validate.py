@@ -257,19 +257,18 @@ def test_query_samples_give_the_parameter_values_when_they_exist(db, dsn, stagin
                 query="SELECT id FROM orders WHERE user_id = $1")
     st = db.dicts("SELECT dbid, userid, queryid FROM arch.recommendation_statement WHERE recommendation_id = %s",
                   (rec,))[0]
-    db.sql("CREATE TABLE arch.query_sample (dbid oid, userid oid, queryid bigint, query text)")
-    try:
-        for q in ("SELECT id FROM orders WHERE user_id = 7", "SELECT id FROM orders WHERE user_id = 8",
-                  "DELETE FROM orders WHERE user_id = 9", "SELECT pg_notify('x', 'y'), id FROM orders WHERE user_id = 1"):
-            db.sql("INSERT INTO arch.query_sample VALUES (%s, %s, %s, %s)", (st["dbid"], st["userid"], st["queryid"], q))
-        run_validate(dsn, staging, rec)
-        [v] = validations(db, rec)
-        assert v["status"] == "measured" and v["parameter_source"] == "query_sample"
-        assert sorted(set(v["parameters"])) == ["SELECT id FROM orders WHERE user_id = 7",
-                                                "SELECT id FROM orders WHERE user_id = 8"]
-        assert on_staging(staging, "SELECT count(*) FROM orders WHERE user_id = 9") != [(0,)]
-    finally:
-        db.sql("DROP TABLE arch.query_sample")
+    # arch.query_sample is the workload's sampling table (migration 0012); reset_state empties it
+    for pid, q in enumerate(("SELECT id FROM orders WHERE user_id = 7", "SELECT id FROM orders WHERE user_id = 8",
+                             "DELETE FROM orders WHERE user_id = 9",
+                             "SELECT pg_notify('x', 'y'), id FROM orders WHERE user_id = 1")):
+        db.sql("INSERT INTO arch.query_sample (dbid, userid, queryid, pid, query) VALUES (%s, %s, %s, %s, %s)",
+               (st["dbid"], st["userid"], st["queryid"], pid, q))
+    run_validate(dsn, staging, rec)
+    [v] = validations(db, rec)
+    assert v["status"] == "measured" and v["parameter_source"] == "query_sample"
+    assert sorted(set(v["parameters"])) == ["SELECT id FROM orders WHERE user_id = 7",
+                                            "SELECT id FROM orders WHERE user_id = 8"]
+    assert on_staging(staging, "SELECT count(*) FROM orders WHERE user_id = 9") != [(0,)]
 
 
 PART_SETUP = [
@@ -351,3 +350,93 @@ def test_statement_calling_a_volatile_user_function_is_skipped(db, dsn, staging)
     finally:
         db.sql("DROP FUNCTION pga_val_touch(bigint)")
         on_staging(staging, "DROP FUNCTION pga_val_touch(bigint)")
+
+
+# ---------------------------------------------------------------------------- wired into the workflow
+@pytest.fixture
+def github():
+    from fake_github import FakeGitHub
+
+    fake = FakeGitHub().start()
+    yield fake
+    fake.stop()
+
+
+def _behavior_log_index(db) -> dict:
+    """An audit's index recommendation on behavior_log (user_id), as a DBA would see it."""
+    db.run("SELECT id, event_type, created_at FROM behavior_log WHERE user_id = %s", [(u,) for u in (3, 17, 42)],
+           times=2)
+    summary = db.audit()
+    [rec] = db.dicts("SELECT * FROM arch.recommendation WHERE table_name = 'behavior_log'"
+                     " AND ddl LIKE '%%(user_id)%%'")
+    return {"summary": summary, **rec}
+
+
+def test_before_pr_policy_validates_before_the_pull_request_and_shows_the_numbers(low_thresholds, staging,
+                                                                                   sidecar_dsn, github):
+    db = low_thresholds
+    db.sql("UPDATE arch.settings SET github_api_url = %s, github_repo = 'acme/app', github_timeout_s = 2,"
+           " request_retry_base_s = 0, pr_sync_interval_s = 0, validate_policy = 'before_pr', validate_runs = 3",
+           (github.url,))
+    rec = _behavior_log_index(db)
+    db.sql("SELECT arch.approve(%s, 'ship it once measured')", (rec["id"],))
+    # A sidecar without a staging database: no validation, so no pull request.
+    Sidecar(sidecar_dsn, env={"PGA_GITHUB_TOKEN": github.token}, sleep=lambda s: None).run(once=True)
+    [req] = db.dicts("SELECT id, status, last_error FROM arch.request WHERE kind = 'open_pr'")
+    assert req["status"] == "refused" and "before_pr" in req["last_error"] and "PGA_STAGING_DSN" in req["last_error"]
+    assert github.pulls() == [] and validations(db, rec["id"]) == []
+    # With PGA_STAGING_DSN the sidecar validates first, then opens the pull request with the measurements.
+    db.sql("UPDATE arch.request SET status = 'pending', attempts = 0, run_after = now() WHERE id = %s", (req["id"],))
+    Sidecar(sidecar_dsn, env={"PGA_GITHUB_TOKEN": github.token, "PGA_STAGING_DSN": staging},
+            sleep=lambda s: None).run(once=True)
+    r = db.dicts("SELECT status, last_error FROM arch.request WHERE id = %s", (req["id"],))[0]
+    assert r["status"] == "done", r
+    [v] = [v for v in validations(db, rec["id"]) if v["status"] == "measured"]
+    assert db.value("SELECT request_id FROM arch.validation WHERE id = %s", (v["id"],)) == req["id"]
+    assert v["median_after_ms"] < v["median_before_ms"]
+    [pr] = github.pulls()
+    body = pr["body"]
+    assert "### Measured on staging" in body and f"| {v['queryid']} | measured | 3 |" in body, body
+    assert f"{v['median_before_ms']:,.3f}" in body and f"{v['median_after_ms']:,.3f}" in body
+    assert body.index("### Measured on staging") < body.index("### Rollback")
+    assert on_staging(staging, "SELECT to_regclass(%s)", (f"public.{rec['index_name']}",)) == [(None,)]
+
+
+def test_pull_request_body_without_a_validation_has_no_measured_section(low_thresholds, sidecar_dsn, github):
+    db = low_thresholds
+    db.sql("UPDATE arch.settings SET github_api_url = %s, github_repo = 'acme/app', github_timeout_s = 2,"
+           " request_retry_base_s = 0, pr_sync_interval_s = 0", (github.url,))
+    rec = _behavior_log_index(db)
+    db.sql("SELECT arch.approve(%s)", (rec["id"],))
+    Sidecar(sidecar_dsn, env={"PGA_GITHUB_TOKEN": github.token}, sleep=lambda s: None).run(once=True)
+    [pr] = github.pulls()  # validate_policy = 'none': no validation needed
+    assert "Measured on staging" not in pr["body"] and rec["ddl"] in pr["body"]
+
+
+def test_before_approval_policy_queues_validations_after_the_audit(low_thresholds, staging, sidecar_dsn):
+    db = low_thresholds
+    db.sql("UPDATE arch.settings SET validate_policy = 'before_approval', validate_runs = 2,"
+           " confidence_threshold = 0")
+    rec = _behavior_log_index(db)
+    queued = db.dicts("SELECT id, (payload->>'recommendation_id')::bigint AS rec FROM arch.request"
+                      " WHERE kind = 'validate' AND status = 'pending'")
+    expected = db.dicts("SELECT id FROM arch.recommendation WHERE status = 'proposed'"
+                        " AND kind IN ('index', 'statistics')")
+    assert sorted(q["rec"] for q in queued) == sorted(e["id"] for e in expected)
+    assert rec["id"] in [q["rec"] for q in queued]
+    assert rec["summary"]["validate_requests"] == len(queued)
+    Sidecar(sidecar_dsn, env={"PGA_STAGING_DSN": staging}, sleep=lambda s: None).run(once=True)
+    [v] = [v for v in validations(db, rec["id"]) if v["query"] and "user_id = $1" in v["query"]]
+    assert v["status"] == "measured" and v["runs"] == 2
+    # still proposed: the measured gain is now its confidence, before anyone approves it
+    conf = db.value("SELECT confidence FROM arch.recommendation WHERE id = %s", (rec["id"],))
+    assert conf == pytest.approx(float(v["confidence_measured"]), abs=1e-3)
+    assert db.value("SELECT count(*) FROM arch.request WHERE kind = 'validate' AND status = 'done'") == len(queued)
+
+
+def test_no_validation_is_queued_under_the_default_policy(low_thresholds):
+    db = low_thresholds
+    db.sql("UPDATE arch.settings SET confidence_threshold = 0")
+    rec = _behavior_log_index(db)
+    assert "validate_requests" not in rec["summary"]
+    assert db.value("SELECT count(*) FROM arch.request WHERE kind = 'validate'") == 0

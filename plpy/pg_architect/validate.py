@@ -806,6 +806,15 @@ def validate_many(prod_conn, staging_dsn: str, rec_ids: list[int] | None = None,
         staging_conn.close()
 
 
+def validated_ok(db, recommendation_id: int) -> bool:
+    """A successful validation: the latest one of the recommendation measured at least one statement
+    (what ``validate_policy = 'before_pr'`` requires before the sidecar opens a pull request)."""
+    return bool(db.scalar(
+        "SELECT EXISTS (SELECT 1 FROM arch.validation v WHERE v.recommendation_id = $1 AND v.status = 'measured'"
+        " AND v.batch = (SELECT w.batch FROM arch.validation w WHERE w.recommendation_id = $1"
+        " ORDER BY w.id DESC LIMIT 1))", [recommendation_id]))
+
+
 # ---------------------------------------------------------------------------- pull request body
 def pr_section(db, recommendation_id: int) -> str:
     """The measured numbers of the latest validation of a recommendation, as markdown ('' if none)."""

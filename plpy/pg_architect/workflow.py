@@ -7,6 +7,10 @@ it only writes ``arch`` rows and never waits on the network:
   (only when an LLM is configured: ``arch.settings.llm_provider``);
 * an ``open_pr`` request for each proposed recommendation at or above the confidence threshold
   when the approval policy is ``auto_above_threshold`` (the pull request review is the approval);
+* ``validate_policy = 'before_approval'``: a ``validate`` request for each proposed index or
+  statistics recommendation at or above the confidence threshold that has no validation since it
+  last changed (the sidecar runs it on staging, ``PGA_STAGING_DSN``; the measured gain then
+  replaces the estimate in its confidence before anyone approves it);
 * ``superseded`` for a proposed recommendation when this audit found a better one (same table,
   same statements, at least the same estimated gain) and no longer found the old one.
 
@@ -27,12 +31,15 @@ from .errors import TaskError  # noqa: F401  (re-exported)
 class HandOverSettings:
     approval_policy: str
     llm_provider: str | None
+    validate_policy: str
 
 
 def after_audit(db: Db, run_id: int) -> dict:
     """Queue what the audit ``run_id`` leaves for the sidecar; returns counts for its summary."""
     s = settings.load_into(db, HandOverSettings)
     out = {"superseded": supersede(db, run_id), "explain_requests": 0, "pr_requests": 0}
+    if s.validate_policy == "before_approval":
+        out["validate_requests"] = queue_validations(db)
     if s.llm_provider:
         out["explain_requests"] = queue_explanations(db, run_id)
     if s.approval_policy == "auto_above_threshold":
@@ -62,6 +69,22 @@ def queue_auto_pull_requests(db: Db) -> int:
         "        'open_pr:' || r.id) AS id"
         "  FROM arch.recommendation r CROSS JOIN arch.settings s"
         "  WHERE s.id AND r.status = 'proposed' AND r.kind = 'index' AND r.confidence >= s.confidence_threshold"
+        "  ORDER BY r.benefit_ms DESC, r.id) q WHERE q.id IS NOT NULL"))
+
+
+def queue_validations(db: Db) -> int:
+    """Policy before_approval: a ``validate`` request for every proposed recommendation at or above
+    the threshold of a kind the validator supports (``validate.SUPPORTED_KINDS``) without a
+    validation since it last changed; a failed or refused request is queued again, a pending one
+    is left alone."""
+    return int(db.scalar(
+        "SELECT count(*) FROM (SELECT arch._queue_request('validate', jsonb_build_object('recommendation_id', r.id),"
+        "        'validate:' || r.id, true) AS id"
+        "  FROM arch.recommendation r CROSS JOIN arch.settings s"
+        "  WHERE s.id AND r.status = 'proposed' AND r.kind IN ('index', 'statistics')"
+        "    AND r.confidence >= s.confidence_threshold"
+        "    AND NOT EXISTS (SELECT 1 FROM arch.validation v WHERE v.recommendation_id = r.id"
+        "                    AND v.started_at >= r.updated_at)"
         "  ORDER BY r.benefit_ms DESC, r.id) q WHERE q.id IS NOT NULL"))
 
 

@@ -377,6 +377,8 @@ def render_title(rec: dict) -> str:
 
 
 def render_body(db: Db, rec: dict, files: list[dict], fmt: str, policy_note: str) -> str:
+    from .. import validate  # the measured numbers of the latest validation on staging, if any
+
     qualified = f"{quote_ident(rec['schema_name'])}.{quote_ident(rec['index_name'])}"
     changes = rec.get("plan_changes") or {}
     removed = ", ".join(f"`{_one_line(n, 120)}`" for n in changes.get("removed", [])[:6]) or "—"
@@ -426,6 +428,7 @@ def render_body(db: Db, rec: dict, files: list[dict], fmt: str, policy_note: str
         f"{factors.get('share', '?')} × writes {factors.get('writes', '?')} × size {factors.get('size', '?')}.",
         f"- Why: {rec.get('rationale') or ''}",
         "",
+        *([measured, ""] if (measured := validate.pr_section(db, rec["id"]).rstrip()) else []),
         "### Similar past cases",
         *(similar_cases(db, rec) or ["_None recorded yet._"]),
         "",

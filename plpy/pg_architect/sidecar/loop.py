@@ -276,7 +276,35 @@ class Sidecar:
         rec_id = (req["payload"] or {}).get("recommendation_id")
         if not isinstance(rec_id, int):
             raise TaskError("open_pr request without a recommendation_id")
+        if self.settings.get("validate_policy") == "before_pr":
+            self.validate_before_pr(req, rec_id)
         return open_pull_request(self.db, self.github, rec_id, self.settings)
+
+    def validate_before_pr(self, req: dict, rec_id: int) -> None:
+        """``validate_policy = 'before_pr'``: no pull request without a successful validation on
+        staging (its latest one measured at least one statement). Without one, validate now when
+        the sidecar has ``PGA_STAGING_DSN``; else, or when that measures nothing, refuse."""
+        from ..validate import ValidationRefused, handle_validate_request, validated_ok
+
+        if validated_ok(self.db, rec_id):
+            return
+        staging = self.env.get("PGA_STAGING_DSN")
+        if not staging:
+            raise TaskError(f"validate_policy is before_pr and recommendation {rec_id} has no successful validation "
+                            "on staging: set PGA_STAGING_DSN in the sidecar's environment, or run "
+                            f"pg-architect validate --recommendation {rec_id} --staging-dsn ...", refused=True)
+        rec = self.db.one("SELECT status FROM arch.recommendation WHERE id = $1", [rec_id])
+        if rec is None or rec["status"] in ("rejected", "superseded", "applied", "pr_open", "merged", "closed"):
+            return  # open_pull_request says what to do with it
+        try:
+            out = handle_validate_request(self.conn, staging, {"id": req["id"], "payload": {"recommendation_id": rec_id}},
+                                          say=lambda m: (log.info(m), self.heartbeat()))
+        except ValidationRefused as exc:
+            raise TaskError(f"validate_policy is before_pr: {exc}", refused=True) from None
+        if not validated_ok(self.db, rec_id):
+            raise TaskError(f"validate_policy is before_pr and the validation of recommendation {rec_id} on staging "
+                            f"measured no statement ({out.get('problem') or 'see arch.validations'}): "
+                            "no pull request", refused=True)
 
     def vanna(self):
         from . import llm, vanna
@@ -336,7 +364,7 @@ class Sidecar:
         return vanna.train(self.db, self.vanna())
 
     def do_validate(self, req: dict) -> dict:
-        from .validate import ValidationRefused, handle_validate_request
+        from ..validate import ValidationRefused, handle_validate_request
 
         try:  # the staging DSN only ever comes from the sidecar's environment
             return handle_validate_request(self.conn, self.env.get("PGA_STAGING_DSN"), req,
