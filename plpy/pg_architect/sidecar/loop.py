@@ -297,7 +297,8 @@ class Sidecar:
         if rec is None or rec["status"] in ("rejected", "superseded", "applied", "pr_open", "merged", "closed"):
             return  # open_pull_request says what to do with it
         try:
-            out = handle_validate_request(self.conn, staging, {"id": req["id"], "payload": {"recommendation_id": rec_id}},
+            request = {"id": req["id"], "payload": {"recommendation_id": rec_id}}
+            out = handle_validate_request(self.conn, staging, request,
                                           say=lambda m: (log.info(m), self.heartbeat()))
         except ValidationRefused as exc:
             raise TaskError(f"validate_policy is before_pr: {exc}", refused=True) from None
