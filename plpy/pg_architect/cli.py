@@ -17,6 +17,12 @@ DEMO_QUERY = """SELECT id, table_name, index_kind AS kind, ddl, est_gain_pct AS 
        confidence, calls
 FROM arch.recommendations WHERE status = 'proposed'
 ORDER BY benefit_ms DESC"""
+# The recommendation the demo validates on staging: the most beneficial one the validator supports.
+DEMO_TOP = ("SELECT id, kind, ddl FROM arch.recommendations WHERE status = 'proposed'"
+            " AND kind IN ('index', 'statistics') ORDER BY benefit_ms DESC, id LIMIT 1")
+DEMO_VALIDATIONS = ("SELECT queryid, query, status, runs, median_before_ms, median_after_ms, buffers_before,"
+                    " buffers_after, measured_gain_pct, est_gain_pct, confidence_before, confidence_measured, error"
+                    " FROM arch.validations WHERE recommendation_id = %s ORDER BY id")
 
 
 def _connect(dsn: str, autocommit: bool = False):
@@ -176,6 +182,8 @@ def cmd_demo(args) -> int:
         conn.execute("RESET client_min_messages")
         summary = conn.execute("SELECT arch.run_audit()").fetchone()[0]
         print("demo: " + json.dumps(summary))
+    if args.staging_dsn:
+        _demo_staging_load(args)
     psql = _psql()
     print(f"demo: done in {time.monotonic() - t0:.0f} s. The recommendations:\n", flush=True)
     if psql:
@@ -184,7 +192,62 @@ def cmd_demo(args) -> int:
         with _connect(args.dsn, autocommit=True) as conn:
             for row in conn.execute(DEMO_QUERY):
                 print(" | ".join(str(v) for v in row))
+    if args.staging_dsn:
+        _demo_validate(args)
+        print(f"demo: done in {time.monotonic() - t0:.0f} s.")
     return 0
+
+
+def _demo_staging_load(args) -> None:
+    """The staging database gets the same sample application (as a restore of production would)."""
+    from . import sample
+
+    with _connect(args.staging_dsn) as st:
+        st.execute("SET client_min_messages = warning")
+        st.commit()
+        name = st.info.dbname
+        if sample.sample_app_loaded(st, events=args.events):
+            print(f"demo: staging database {name}: sample application already loaded")
+            return
+        t = time.monotonic()
+        counts = sample.load_sample_app(st, events=args.events)
+        st.commit()
+        print(f"demo: staging database {name}: loaded the same sample application ("
+              + ", ".join(f"{k} {v:,}" for k, v in counts.items()) + f") in {time.monotonic() - t:.0f} s")
+
+
+def _demo_validate(args) -> None:
+    """Validate the top recommendation on staging and print its measured before/after."""
+    from .validate import ValidationRefused, validate_many
+
+    with _connect(args.dsn, autocommit=True) as conn:
+        top = conn.execute(DEMO_TOP).fetchone()
+        if top is None:
+            print("demo: no index or statistics recommendation to validate on staging")
+            return
+        rec_id, kind, ddl = top
+        print(f"\ndemo: validating recommendation {rec_id} ({kind}) on staging: EXPLAIN (ANALYZE, BUFFERS) "
+              "before and after the change, then undone")
+        print(f"demo: SELECT arch.validate({rec_id}); -- the sidecar does the same with PGA_STAGING_DSN")
+        print(f"demo:   {ddl}")
+        try:
+            [out] = validate_many(conn, args.staging_dsn, [rec_id])
+        except ValidationRefused as exc:
+            print(f"demo: validation REFUSED: {exc}")
+            return
+        for (qid, query, status, runs, before, after, buf_b, buf_a, gain, est, conf_b, conf_m,
+             error) in conn.execute(DEMO_VALIDATIONS, (rec_id,)):
+            text = " ".join((query or "").split())
+            print(f"demo:   queryid {qid}: {text[:100]}")
+            if status == "measured":
+                print(f"demo:     {status}, median of {runs} runs: {before} ms before -> {after} ms after "
+                      f"({gain} % measured, {est} % estimated); buffers {buf_b:,} -> {buf_a:,}")
+            else:
+                print(f"demo:     {status}: {error}")
+        if out.get("confidence") is not None:
+            print(f"demo:   confidence {conf_b} -> {out['confidence']} with the measured gain "
+                  f"({'adopted' if out.get('confidence_adopted') else 'kept'}); "
+                  f"SELECT * FROM arch.validations WHERE recommendation_id = {rec_id};")
 
 
 def _log_to_stderr(verbose: bool) -> None:
@@ -319,6 +382,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--dsn", default=os.environ.get("PGA_DSN", ""), help=dsn_help)
     s.add_argument("--events", type=int, default=1_000_000)
     s.add_argument("--rounds", type=int, default=None)
+    s.add_argument("--staging-dsn", default="", help="a staging database (never the demo database itself): "
+                   "loaded with the same sample application; the top recommendation is validated there")
     s.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("sidecar", help="run the sidecar: pull requests for approved recommendations, "
