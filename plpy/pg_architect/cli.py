@@ -22,7 +22,7 @@ DEMO_TOP = ("SELECT id, kind, ddl FROM arch.recommendations WHERE status = 'prop
             " AND kind IN ('index', 'statistics') ORDER BY benefit_ms DESC, id LIMIT 1")
 DEMO_VALIDATIONS = ("SELECT queryid, query, status, runs, median_before_ms, median_after_ms, buffers_before,"
                     " buffers_after, measured_gain_pct, est_gain_pct, confidence_before, confidence_measured, error"
-                    " FROM arch.validations WHERE recommendation_id = %s ORDER BY id")
+                    " FROM arch.validations WHERE id = ANY(%s) ORDER BY id")
 
 
 def _connect(dsn: str, autocommit: bool = False):
@@ -235,8 +235,10 @@ def _demo_validate(args) -> None:
         except ValidationRefused as exc:
             print(f"demo: validation REFUSED: {exc}")
             return
-        for (qid, query, status, runs, before, after, buf_b, buf_a, gain, est, conf_b, conf_m,
-             error) in conn.execute(DEMO_VALIDATIONS, (rec_id,)):
+        conf_before = None
+        for (qid, query, status, runs, before, after, buf_b, buf_a, gain, est, conf_b, _conf_m,
+             error) in conn.execute(DEMO_VALIDATIONS, (out.get("validations") or [],)):
+            conf_before = conf_b
             text = " ".join((query or "").split())
             print(f"demo:   queryid {qid}: {text[:100]}")
             if status == "measured":
@@ -245,7 +247,7 @@ def _demo_validate(args) -> None:
             else:
                 print(f"demo:     {status}: {error}")
         if out.get("confidence") is not None:
-            print(f"demo:   confidence {conf_b} -> {out['confidence']} with the measured gain "
+            print(f"demo:   confidence {conf_before} -> {out['confidence']} with the measured gain "
                   f"({'adopted' if out.get('confidence_adopted') else 'kept'}); "
                   f"SELECT * FROM arch.validations WHERE recommendation_id = {rec_id};")
 
