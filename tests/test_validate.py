@@ -386,7 +386,7 @@ def test_before_pr_policy_validates_before_the_pull_request_and_shows_the_number
     assert req["status"] == "refused" and "before_pr" in req["last_error"] and "PGA_STAGING_DSN" in req["last_error"]
     assert github.pulls() == [] and validations(db, rec["id"]) == []
     # With PGA_STAGING_DSN the sidecar validates first, then opens the pull request with the measurements.
-    db.sql("UPDATE arch.request SET status = 'pending', attempts = 0, run_after = now() WHERE id = %s", (req["id"],))
+    db.sql("SELECT arch.retry_request(%s)", (req["id"],))
     Sidecar(sidecar_dsn, env={"PGA_GITHUB_TOKEN": github.token, "PGA_STAGING_DSN": staging},
             sleep=lambda s: None).run(once=True)
     r = db.dicts("SELECT status, last_error FROM arch.request WHERE id = %s", (req["id"],))[0]
