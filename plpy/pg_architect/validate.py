@@ -62,6 +62,7 @@ from .analyze import SkipStatement
 from .db import DbError, PsycopgDb, UserError
 from .prove import parse_plan, plan_changes
 from .security import PlanAs
+from .sqltext import quote_ident
 
 STMT = "pga_validate_stmt"
 SAMPLE_ROWS = 1_000_000  # cap of count(*) when reltuples is unknown
@@ -377,7 +378,7 @@ def size_check(prod: PsycopgDb, staging: PsycopgDb, tables: list[tuple[str, str]
 
 # ---------------------------------------------------------------------------- parameter values
 def _qi(name: str) -> str:
-    return '"%s"' % name.replace('"', '""')
+    return quote_ident(name, always=True)
 
 
 def _literal(value) -> str:
@@ -709,10 +710,9 @@ def measured_confidence(rec: dict, results: list[StatementResult]) -> tuple[floa
     gain = 1 - after / before
     est = max(float(rec["est_gain_pct"] or 0) / 100.0, 0.0)
     conf = float(rec["confidence"])
-    if est <= 0:
-        value = conf * (max(gain, 0.0) ** 0.5)
-    else:
-        value = conf * (max(gain, 0.0) ** 0.5) / (est ** 0.5)
+    value = conf * (max(gain, 0.0) ** 0.5)
+    if est > 0:
+        value /= est ** 0.5
     return 100.0 * gain, max(0.0, min(1.0, value))
 
 

@@ -43,6 +43,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import pairwise
 
 # The only place this module reaches into the rest of the package (the integrator may re-point it).
 from ..db import LOCK_NOT_AVAILABLE, Db, DbError, UserError
@@ -329,7 +330,7 @@ def _usage(history: list[dict], ix: Index, stats_reset, now, window_start) -> Us
         return Usage(False, why_not="the statistics were reset inside the window")
     for col in ("n_tup_ins", "n_tup_upd"):
         values = [int(h[col]) for h in later]
-        if any(x > y for x, y in zip(values, values[1:])):
+        if any(x > y for x, y in pairwise(values)):
             return Usage(False, why_not="the statistics were reset inside the window")
     if any(int(h["idx_scan"]) != int(b["idx_scan"]) for h in later):
         return Usage(False, why_not="scanned in the window")
@@ -346,11 +347,11 @@ def _writes_per_day(history: list[dict], ix: Index, stats_reset, now) -> tuple[f
             and int(h["n_tup_ins"]) <= int(live["n_tup_ins"]) and int(h["n_tup_upd"]) <= int(live["n_tup_upd"])]
     if same:
         h = same[0]
-        start, label = h["taken_at"], "since the snapshot of %s" % _day(h["taken_at"])
+        start, label = h["taken_at"], f"since the snapshot of {_day(h['taken_at'])}"
         written = ((int(live["n_tup_ins"]) - int(h["n_tup_ins"])) + (int(live["n_tup_upd"]) - int(h["n_tup_upd"]))
                    - (int(live["n_tup_hot_upd"]) - int(h["n_tup_hot_upd"])))
     elif stats_reset is not None:
-        start, label = stats_reset, "since the statistics reset of %s" % _day(stats_reset)
+        start, label = stats_reset, f"since the statistics reset of {_day(stats_reset)}"
         written = int(live["n_tup_ins"]) + int(live["n_tup_upd"]) - int(live["n_tup_hot_upd"])
     else:
         return None, "unknown: no snapshot of the table yet and the statistics were never reset"

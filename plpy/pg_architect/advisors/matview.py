@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from ..analyze import SkipStatement
 from ..db import QUERY_CANCELED, Db, DbError, UserError
 from ..security import PlanAs
+from ..sqltext import quote_ident
 from . import partition
 
 KIND_MV = "materialized_view"
@@ -144,7 +145,7 @@ class _Planner:
     def cost(self, userid: int, sql: str, nparams: int) -> tuple[float, float]:
         """(total cost, rows) of ``sql``'s generic plan, planned as role ``userid``."""
         fn = self.plan_as.wrapper_for(userid)
-        path = ", ".join('"%s"' % p.replace('"', '""') for p in partition.search_path_for(self.db, userid))
+        path = ", ".join(quote_ident(p, always=True) for p in partition.search_path_for(self.db, userid))
         saved = self.db.one("SELECT current_setting('search_path') AS p, current_setting('plan_cache_mode') AS m")
         try:
             return self._cost(fn, path, sql, nparams)
@@ -276,11 +277,10 @@ def rewrite(st: partition.Stmt, name: str) -> dict:
         raise NotRewritable("a parameter outside the top-level WHERE (subquery, FROM, CTE): the view cannot hold it")
     view_sql = mv.sql(dialect="postgres")
     # The rewritten statement.
-    q = lambda n: '"%s"' % n.replace('"', '""')  # noqa: E731
-    sel = ", ".join(q(n) for n in names)
+    sel = ", ".join(quote_ident(n, always=True) for n in names)
     sql = f"SELECT {sel} FROM {name}"
     if filters:
-        sql += " WHERE " + " AND ".join(f"{q(gout[c])} = {p}" for c, p in filters)
+        sql += " WHERE " + " AND ".join(f"{quote_ident(gout[c], always=True)} = {p}" for c, p in filters)
     order = tree.args.get("order")
     if order is not None:
         items = []
@@ -292,7 +292,7 @@ def rewrite(st: partition.Stmt, name: str) -> dict:
             else:
                 for n, out in zip(names, outs):
                     if target.sql() == out.sql() or (isinstance(target, exp.Column) and not target.table and target.name == n):
-                        ref = q(n)
+                        ref = quote_ident(n, always=True)
                         break
             if ref is None:
                 raise NotRewritable(f"ORDER BY {target.sql(dialect='postgres')} is not in the select list")
@@ -397,7 +397,7 @@ def _matview(db: Db, planner: _Planner, s: partition.Stmt, settings: Settings, w
         return _not_advised(s, KIND_MV, est, f"refreshing every {_fmt_s(step_s)} costs {refresh_ms:,.1f} ms, more "
                             f"than the {rate * step_s * (s.mean_ms - read_ms):,.1f} ms the view saves in that time")
     idx = partition._q(db, f"{mv_name[:55]}_key")
-    ucols = ", ".join('"%s"' % c.replace('"', '""') for c in rw["unique_columns"])
+    ucols = ", ".join(quote_ident(c, always=True) for c in rw["unique_columns"])
     job = f"arch_refresh_{mv_name}"
     ddl = (f"CREATE MATERIALIZED VIEW {qmv} AS {rw['view_sql']};\n"
            f"CREATE UNIQUE INDEX {idx} ON {qmv} ({ucols});\n"
