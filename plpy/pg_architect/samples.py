@@ -521,7 +521,8 @@ def expressions_from(al: list[Alignment], min_samples: int) -> list[dict]:
     for n in sorted(const):
         me, parent = _up(first.slots[n].node, parents)
         expr = None
-        if (isinstance(parent, _ast.A_Expr) and _op(parent) in KEY_OPERATORS and parent.rexpr is me) or isinstance(parent, _ast.FuncCall):
+        if (isinstance(parent, _ast.A_Expr) and _op(parent) in KEY_OPERATORS and parent.rexpr is me) \
+                or isinstance(parent, _ast.FuncCall):
             expr = parent
         if expr is None:
             continue
@@ -695,7 +696,8 @@ class _Planner:
         vals += [None] * (n - len(vals))
         # The server quotes each value (quote_nullable): nothing of a value reaches SQL unquoted.
         args = self.db.scalar("SELECT pg_catalog.string_agg(pg_catalog.quote_nullable(v #>> '{}'), ', ' ORDER BY o)"
-                              " FROM pg_catalog.jsonb_array_elements($1) WITH ORDINALITY AS u(v, o)", [vals]) if n else ""
+                              " FROM pg_catalog.jsonb_array_elements($1) WITH ORDINALITY AS u(v, o)",
+                              [vals]) if n else ""
         sql = f"EXPLAIN (FORMAT JSON) EXECUTE {PROVER_STMT}" + (f"({args})" if n else "")
         self._mode("force_custom_plan")
         try:
