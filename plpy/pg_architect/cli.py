@@ -185,7 +185,8 @@ def cmd_demo(args) -> int:
     if args.staging_dsn:
         _demo_staging_load(args)
     psql = _psql()
-    print(f"demo: {'audited' if args.staging_dsn else 'done'} in {time.monotonic() - t0:.0f} s. The recommendations:\n", flush=True)
+    done = "audited" if args.staging_dsn else "done"
+    print(f"demo: {done} in {time.monotonic() - t0:.0f} s. The recommendations:\n", flush=True)
     if psql:
         subprocess.run([psql, "-X", "-P", "pager=off", "-d", args.dsn, "-c", DEMO_QUERY], check=False)
     else:
