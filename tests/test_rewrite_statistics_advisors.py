@@ -1,0 +1,135 @@
+"""Rewrite and statistics advice as advisors of the audit (issue 11): a DBA runs the workload,
+`SELECT arch.run_audit()`, reads the recommendations, approves one; `arch.analyze_query` shows the
+same kinds for one statement.  The planted cases are those of tests/test_rewrite_rules.py and
+tests/test_statistics.py."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from conftest import recommendations
+
+PLANT = """
+CREATE SCHEMA rwa;
+CREATE TABLE rwa.events (id bigint PRIMARY KEY, ts timestamptz NOT NULL, code bigint NOT NULL, kind text NOT NULL);
+INSERT INTO rwa.events
+SELECT i, timestamptz '2018-10-30 00:00:00+00' + i * interval '7 minutes', (i * 7919) % 100000 - 50000,
+       (ARRAY['a', 'b', 'c', 'd'])[1 + i % 4]
+  FROM generate_series(1, 20000) AS i;
+CREATE INDEX ON rwa.events (ts);
+CREATE INDEX ON rwa.events (code);
+-- 120 000 customers in 120 cities, one zip code per city (tests/test_statistics.py)
+CREATE TABLE rwa.customer (id bigint PRIMARY KEY, city text NOT NULL, zip text NOT NULL, name text);
+INSERT INTO rwa.customer SELECT g, 'city-' || (g % 120), 'zip-' || (10000 + g % 120), 'n' || g
+  FROM generate_series(1, 120000) g;
+CREATE TABLE rwa.orders (id bigint PRIMARY KEY, customer_id bigint NOT NULL, total numeric);
+INSERT INTO rwa.orders SELECT g, 1 + (g * 7919) % 120000, g % 100 FROM generate_series(1, 240000) g;
+CREATE INDEX ON rwa.orders (customer_id);
+ANALYZE rwa.events, rwa.customer, rwa.orders;
+"""
+DAY = "SELECT id, ts FROM rwa.events WHERE date_trunc('day', ts) = $1"
+# pg_stat_statements records date_trunc($2, ts): the unit is a parameter, not rewritten (the rule
+# needs a constant unit); a cast on an indexed column is what the audit sees.
+CAST_APP = "SELECT id FROM rwa.events WHERE code::text = %s"
+JOIN = ("SELECT c.id, o.total FROM rwa.customer c JOIN rwa.orders o ON o.customer_id = c.id"
+        " WHERE c.city = $1 AND c.zip = $2")
+
+
+@pytest.fixture(scope="module")
+def planted(dsn):
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("DROP SCHEMA IF EXISTS rwa CASCADE")
+        c.execute(PLANT)
+    yield
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("DROP SCHEMA rwa CASCADE")
+
+
+def test_analyze_query_returns_a_rewrite(db, planted):
+    rows = db.dicts("SELECT * FROM arch.analyze_query(%s)", (DAY,))
+    [rw] = [r for r in rows if r["kind"] == "rewrite"]
+    assert rw["index_kind"] == "sargable_date_trunc"
+    assert rw["ddl"].startswith("SELECT id, ts FROM rwa.events WHERE ts >= $1 AND ts < date_trunc(")
+    assert rw["est_gain_pct"] > 50 and rw["cost_after"] < rw["cost_before"]
+    assert "events_ts_idx" in " ".join(rw["plan_changes"]["added"])
+    assert "Rewrite rule sargable_date_trunc" in rw["rationale"]
+    assert "planned as the statement's role" in rw["rationale"]
+    # date_trunc on timestamptz is not immutable: no index can help, so no index row
+    assert [r["kind"] for r in rows] == ["rewrite"]
+
+
+def test_rewrite_is_planned_as_the_statements_role(db, planted):
+    """A role that may not read the table gets no rewrite proof: both forms are planned as it."""
+    db.sql("CREATE ROLE pga_rw_tenant")
+    try:
+        db.sql("GRANT USAGE ON SCHEMA rwa TO pga_rw_tenant")
+        db.sql("GRANT arch_admin TO pga_rw_tenant")
+        db.sql("SET ROLE pga_rw_tenant")
+        try:
+            with pytest.raises(psycopg.Error, match="permission denied|cannot analyse"):
+                db.sql("SELECT * FROM arch.analyze_query(%s)", (DAY,))
+        finally:
+            db.sql("RESET ROLE")
+    finally:
+        db.sql("DROP OWNED BY pga_rw_tenant")
+        db.sql("DROP ROLE pga_rw_tenant")
+
+
+def test_rewrite_and_index_both_help(db, planted):
+    rows = db.dicts("SELECT * FROM arch.analyze_query(%s)",
+                    ("SELECT id FROM rwa.events WHERE code::text = $1 AND kind = $2",))
+    kinds = sorted(r["kind"] for r in rows)
+    assert "rewrite" in kinds, rows
+    if "index" in kinds:
+        for r in rows:
+            assert "also helps this statement" in r["rationale"], r["rationale"]
+            assert "Both can be applied" in r["rationale"]
+
+
+def test_audit_stores_a_rewrite_with_the_lifecycle(low_thresholds, planted):
+    db = low_thresholds
+    db.run(CAST_APP, [("123",), ("-77",), ("abc",)])
+    summary = db.audit()
+    assert summary["statements_analyzed"] >= 1
+    [rec] = [r for r in recommendations(db) if r["kind"] == "rewrite"]
+    assert rec["index_kind"] == "sargable_cast" and rec["status"] == "proposed"
+    assert rec["ddl"].startswith("SELECT id FROM rwa.events WHERE code = CASE WHEN CAST($1 AS pg_catalog.text) ~ ")
+    assert rec["table_name"] == "events" and rec["schema_name"] == "rwa"
+    assert rec["est_gain_pct"] > 50 and 0 < rec["confidence"] <= 1
+    assert rec["rollback_ddl"].startswith("--")
+    # the view shows the rewritten statement to whom may see the statement
+    [view] = db.dicts("SELECT * FROM arch.recommendations WHERE kind = 'rewrite'")
+    assert view["ddl"] == rec["ddl"]
+    # a second audit sees it again, the same recommendation
+    db.run(CAST_APP, [("5",)])
+    db.audit()
+    again = [r for r in recommendations(db) if r["kind"] == "rewrite"]
+    assert [r["id"] for r in again] == [rec["id"]] and again[0]["times_seen"] == 2
+    # approve: frozen like an index
+    db.sql("SELECT arch.approve(%s, 'ship it')", (rec["id"],))
+    assert db.value("SELECT status FROM arch.recommendation WHERE id = %s", (rec["id"],)) == "approved"
+    with pytest.raises(psycopg.Error):
+        db.sql("UPDATE arch.recommendation SET ddl = 'SELECT 1' WHERE id = %s", (rec["id"],))
+
+
+def test_statistics_in_analyze_query_and_the_audit(low_thresholds, planted):
+    db = low_thresholds
+    # off (the seed default): no statistics advice from the audit
+    rows = db.dicts("SELECT * FROM arch.analyze_query(%s)", (JOIN,))
+    assert "statistics" not in [r["kind"] for r in rows]
+    db.sql("UPDATE arch.settings SET prove_statistics_in_transaction = true")
+    rows = db.dicts("SELECT * FROM arch.analyze_query(%s)", (JOIN,))
+    [st] = [r for r in rows if r["kind"] == "statistics"]
+    assert st["index_kind"] == "extended_statistics"
+    assert st["ddl"].startswith("CREATE STATISTICS IF NOT EXISTS rwa.customer_city_zip_stx"), st["ddl"]
+    assert st["est_gain_pct"] >= 10 and st["cost_after"] < st["cost_before"]
+    assert "Proven in a rolled-back transaction" in st["rationale"]
+    # nothing left behind
+    assert db.value("SELECT count(*) FROM pg_statistic_ext WHERE stxrelid = 'rwa.customer'::regclass") == 0
+    db.run(JOIN.replace("$1", "%s").replace("$2", "%s"), [("city-7", "zip-10007"), ("city-8", "zip-10008")])
+    db.audit()
+    [rec] = [r for r in recommendations(db) if r["kind"] == "statistics"]
+    assert rec["rollback_ddl"] == "DROP STATISTICS IF EXISTS rwa.customer_city_zip_stx;"
+    assert rec["index_name"] == "customer_city_zip_stx" and rec["columns"] == ["city", "zip"]
+    assert rec["confidence"] > 0.5
