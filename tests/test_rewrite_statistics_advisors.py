@@ -5,6 +5,8 @@ tests/test_statistics.py."""
 
 from __future__ import annotations
 
+import re
+
 import psycopg
 import pytest
 
@@ -133,3 +135,98 @@ def test_statistics_in_analyze_query_and_the_audit(low_thresholds, planted):
     assert rec["rollback_ddl"] == "DROP STATISTICS IF EXISTS rwa.customer_city_zip_stx;"
     assert rec["index_name"] == "customer_city_zip_stx" and rec["columns"] == ["city", "zip"]
     assert rec["confidence"] > 0.5
+
+
+# -- delivery: the sidecar opens the pull requests (tests/fake_github.py) -------------------------
+JOIN_APP = JOIN.replace("$1", "%s").replace("$2", "%s")
+
+
+@pytest.fixture
+def github():
+    from fake_github import FakeGitHub
+
+    fake = FakeGitHub().start()
+    yield fake
+    fake.stop()
+
+
+def _sidecar_once(dsn, github):
+    from pg_architect.sidecar import Sidecar
+
+    Sidecar(dsn, env={"PGA_GITHUB_TOKEN": github.token}, sleep=lambda s: None).run(once=True)
+
+
+def _approved(db, github, fmt):
+    db.sql("UPDATE arch.settings SET github_api_url = %s, github_repo = 'acme/app', github_timeout_s = 2,"
+           " request_retry_base_s = 0, pr_sync_interval_s = 0, prove_statistics_in_transaction = true,"
+           " migration_format = %s", (github.url, fmt))
+    db.run(CAST_APP, [("123",), ("-77",)])
+    db.run(JOIN_APP, [("city-7", "zip-10007"), ("city-8", "zip-10008")])
+    db.audit()
+    recs = {r["kind"]: r for r in recommendations(db) if r["kind"] in ("rewrite", "statistics")}
+    assert sorted(recs) == ["rewrite", "statistics"], [(r["kind"], r["ddl"]) for r in recommendations(db)]
+    for r in recs.values():
+        db.sql("SELECT arch.approve(%s, 'ok')", (r["id"],))
+    return recs
+
+
+def _files(github, rec_id):
+    return {p: t for p, t in github.files(f"arch/rec-{rec_id}").items() if p != "README.md"}
+
+
+@pytest.mark.parametrize("fmt", ["sql", "prisma", "flyway"])
+def test_statistics_migration_and_rewrite_note_pull_requests(low_thresholds, planted, github, sidecar_dsn, fmt):
+    db = low_thresholds
+    db.sql("UPDATE arch.settings SET migrations_dir = 'db/migrations', rewrite_docs_dir = 'docs/perf'")
+    recs = _approved(db, github, fmt)
+    _sidecar_once(sidecar_dsn, github)
+    reqs = db.dicts("SELECT status, last_error FROM arch.request WHERE kind = 'open_pr' ORDER BY id")
+    assert [r["status"] for r in reqs] == ["done", "done"], reqs
+    st = recs["statistics"]
+    [(path, content)] = _files(github, st["id"]).items()
+    slug = rf"arch_rec_{st['id']}_customer_city_zip_stx_customer"
+    expected = {"sql": rf"db/migrations/\d{{14}}_{slug}\.sql", "prisma": rf"db/migrations/\d{{14}}_{slug}/migration\.sql",
+                "flyway": rf"db/migrations/V\d{{14}}__{slug}\.sql"}[fmt]
+    assert re.fullmatch(expected, path), path
+    assert "\nCREATE STATISTICS IF NOT EXISTS rwa.customer_city_zip_stx (dependencies, ndistinct, mcv)" \
+           " ON city, zip FROM rwa.customer;\n" in content
+    assert "-- Rollback: DROP STATISTICS IF EXISTS rwa.customer_city_zip_stx;" in content
+    rw = recs["rewrite"]
+    [(path, content)] = _files(github, rw["id"]).items()  # a note, no SQL migration, whatever the format
+    assert re.fullmatch(rf"docs/perf/\d{{14}}_arch_rec_{rw['id']}_sargable_cast_events\.md", path), path
+    assert rw["ddl"] in content and "SELECT id FROM rwa.events WHERE code::text = $1" in content
+    titles = sorted(p["title"] for p in github.pulls())
+    assert any("extended statistics on rwa.customer" in t for t in titles), titles
+    assert any("rewrite on rwa.events" in t for t in titles), titles
+
+
+def _tamper(db, rec_id, column, value, rehash):
+    db.sql("ALTER TABLE arch.recommendation DISABLE TRIGGER recommendation_freeze")
+    try:
+        db.sql(f"UPDATE arch.recommendation SET {column} = %s WHERE id = %s", (value, rec_id))
+        if rehash:
+            db.sql("UPDATE arch.recommendation SET approved_hash = arch.approval_hash(kind, schema_name,"
+                   " table_name, ddl, rollback_ddl) WHERE id = %s", (rec_id,))
+    finally:
+        db.sql("ALTER TABLE arch.recommendation ENABLE TRIGGER recommendation_freeze")
+
+
+@pytest.mark.parametrize(("kind", "column", "value", "rehash", "why"), [
+    ("statistics", "ddl", "DROP TABLE rwa.customer;", True, "only CREATE STATISTICS"),
+    ("statistics", "rollback_ddl", "DROP TABLE rwa.customer;", True, "rollback must be exactly DROP STATISTICS"),
+    ("statistics", "ddl", "CREATE STATISTICS IF NOT EXISTS rwa.customer_city_zip_stx (dependencies, ndistinct, mcv)"
+                          " ON city, zip FROM rwa.customer;\nANALYZE rwa.customer (city, zip);", False,
+     "approval hash"),
+    ("rewrite", "ddl", "DROP TABLE rwa.events", True, "a rewrite is a SELECT, UPDATE or DELETE"),
+    ("rewrite", "ddl", "SELECT 1; DROP TABLE rwa.events", True, "2 statements"),
+    ("rewrite", "ddl", "SELECT 1", False, "approval hash"),
+])
+def test_sidecar_refuses_other_shapes(low_thresholds, planted, github, sidecar_dsn, kind, column, value, rehash, why):
+    db = low_thresholds
+    recs = _approved(db, github, "sql")
+    _tamper(db, recs[kind]["id"], column, value, rehash)
+    _sidecar_once(sidecar_dsn, github)
+    [req] = db.dicts("SELECT r.status, r.last_error FROM arch.request r WHERE r.kind = 'open_pr'"
+                     " AND (r.payload ->> 'recommendation_id')::bigint = %s", (recs[kind]["id"],))
+    assert req["status"] == "refused" and why in req["last_error"], req
+    assert not [p for p in github.pulls() if p["head"] == f"arch/rec-{recs[kind]['id']}"]
