@@ -208,10 +208,11 @@ def test_interference_removal(scratch, dsn):
     """The final pass drops a chosen index the others made useless: with t(b, a) present,
     t(a) serves nothing a statement still needs."""
     from pg_architect.advisors import index_set
-    from pg_architect.db import PsycopgDb, load_settings
+    from pg_architect.advisors.index_candidates import Candidate
+    from pg_architect.db import PsycopgDb
     from pg_architect.prove import Prover
-    from pg_architect.recommend import Candidate
     from pg_architect.security import PlanAs
+    from pg_architect.settings import load_into as load_settings
 
     db = scratch
     db.sql("CREATE TABLE iset.t (a bigint, b bigint, pad text)")
