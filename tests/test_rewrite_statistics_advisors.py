@@ -69,7 +69,7 @@ def test_rewrite_is_planned_as_the_statements_role(db, planted):
         db.sql("GRANT arch_admin TO pga_rw_tenant")
         db.sql("SET ROLE pga_rw_tenant")
         try:
-            with pytest.raises(psycopg.Error, match="permission denied|cannot analyse"):
+            with pytest.raises(psycopg.Error, match=r"permission denied|cannot analyse"):
                 db.sql("SELECT * FROM arch.analyze_query(%s)", (DAY,))
         finally:
             db.sql("RESET ROLE")

@@ -39,10 +39,10 @@ from sqlglot import exp
 import pg_architect
 
 from .. import index_ddl
-from . import kinds
 from ..db import Db
 from ..errors import TaskError
 from ..sqltext import fold_identifier, quote_ident, quote_literal, several_statements
+from . import kinds
 
 log = logging.getLogger("pg_architect.github")
 
