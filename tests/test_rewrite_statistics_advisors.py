@@ -230,3 +230,38 @@ def test_sidecar_refuses_other_shapes(low_thresholds, planted, github, sidecar_d
                      " AND (r.payload ->> 'recommendation_id')::bigint = %s", (recs[kind]["id"],))
     assert req["status"] == "refused" and why in req["last_error"], req
     assert not [p for p in github.pulls() if p["head"] == f"arch/rec-{recs[kind]['id']}"]
+
+
+def test_every_plan_of_both_forms_goes_through_the_roles_wrapper(dsn, planted):
+    """The rewrite's proof PREPAREs the rewritten statement and the original again through the
+    prover's SECURITY DEFINER wrapper (security.PlanAs), never directly as the auditor."""
+    from pg_architect import advise, security, settings
+    from pg_architect.db import PsycopgDb
+    from pg_architect.prove import Prover
+
+    conn = psycopg.connect(dsn)
+    try:
+        db = PsycopgDb(conn)
+        prover, plan_as = Prover(db), security.PlanAs(db)
+        calls: list[tuple[str, str | None]] = []
+        planner = prover._planner
+
+        def spy(sql, *args, **kw):
+            calls.append((sql, prover.run_as))
+            return planner(sql, *args, **kw)
+
+        prover._planner = spy  # type: ignore[method-assign]
+        res = advise.analyze_one(db, prover, "SELECT id FROM rwa.events WHERE code::text = $1",
+                                 settings.load(db), search_path=["public"], plan_as=plan_as)
+        [rw] = [p for p in res.proven if p.candidate.kind == "rewrite"]
+        rewritten = rw.candidate.ddl(db)
+        prepares = [(sql, run_as) for sql, run_as in calls if sql.startswith("PREPARE")]
+        assert any(rewritten in sql for sql, _ in prepares), prepares
+        # the original: before any advisor, then again right after the rewrite's plan
+        assert len([sql for sql, _ in prepares if rewritten not in sql]) >= 2, prepares
+        assert all(run_as is not None and run_as.startswith("pg_temp.") for _, run_as in calls), calls
+        prover.close()
+        plan_as.close()
+    finally:
+        conn.rollback()
+        conn.close()
