@@ -241,6 +241,7 @@ def test_every_plan_of_both_forms_goes_through_the_roles_wrapper(dsn, planted):
 
     conn = psycopg.connect(dsn)
     try:
+        conn.execute("SET plan_cache_mode = force_generic_plan")  # as the audit and analyze_query do
         db = PsycopgDb(conn)
         prover, plan_as = Prover(db), security.PlanAs(db)
         calls: list[tuple[str, str | None]] = []
