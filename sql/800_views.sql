@@ -6,7 +6,7 @@ DROP VIEW IF EXISTS arch.pending_recommendations, arch.recommendations, arch.aud
 CREATE VIEW arch.recommendations WITH (security_barrier) AS
 SELECT r.id, r.status, r.kind, r.index_kind,
        format('%I.%I', r.schema_name, r.table_name) AS table_name,
-       r.ddl,
+       CASE WHEN r.kind = 'rewrite' THEN arch.visible_text(r.userid, r.ddl) ELSE r.ddl END AS ddl,  -- a rewrite's DDL is a statement text
        round(r.est_gain_pct::numeric, 2) AS est_gain_pct,
        round(r.confidence::numeric, 2) AS confidence,
        round(r.benefit_ms::numeric, 1) AS benefit_ms,
@@ -26,7 +26,8 @@ COMMENT ON VIEW arch.recommendations IS
 'Every recommendation pg_architect has made, with its proof (costs before/after, estimated gain, confidence).';
 
 CREATE VIEW arch.pending_recommendations WITH (security_barrier) AS
-SELECT r.id, format('%I.%I', r.schema_name, r.table_name) AS table_name, r.index_kind, r.ddl,
+SELECT r.id, format('%I.%I', r.schema_name, r.table_name) AS table_name, r.index_kind,
+       CASE WHEN r.kind = 'rewrite' THEN arch.visible_text(r.userid, r.ddl) ELSE r.ddl END AS ddl,
        round(r.est_gain_pct::numeric, 2) AS est_gain_pct,
        round(r.confidence::numeric, 2) AS confidence,
        round(r.benefit_ms::numeric, 1) AS benefit_ms,

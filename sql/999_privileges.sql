@@ -90,6 +90,7 @@ COMMENT ON COLUMN arch.settings.github_api_url IS 'GitHub REST API base URL (Git
 COMMENT ON COLUMN arch.settings.github_repo IS 'Repository pull requests are opened in, as owner/name; NULL: no pull requests.';
 COMMENT ON COLUMN arch.settings.github_base_branch IS 'Branch pull requests are opened against.';
 COMMENT ON COLUMN arch.settings.migrations_dir IS 'Directory of the repository the migration file is written to.';
+COMMENT ON COLUMN arch.settings.rewrite_docs_dir IS 'Directory of the repository a rewrite''s pull request writes its markdown note to (a rewrite changes application code: no SQL migration, in every migration_format).';
 COMMENT ON COLUMN arch.settings.migration_format IS 'sql: a plain SQL file; prisma: <timestamp>_<name>/migration.sql; flyway: V<version>__<name>.sql with a .sql.conf that turns off the transaction.';
 COMMENT ON COLUMN arch.settings.github_timeout_s IS 'Timeout of one GitHub API call (seconds).';
 COMMENT ON COLUMN arch.settings.github_max_wait_s IS 'Longest wait for a GitHub rate-limit reset inside one attempt (seconds); a longer one reschedules the request.';

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from . import analyze, security
 from .advisors.base import Advice, Advisor, Proof, StatementContext, advise
 from .advisors.index import IndexAdvisor
+from .advisors.rewrite import RewriteAdvisor
+from .advisors.statistics_advisor import StatisticsAdvisor
 from .catalog import PgCatalog, search_path_for
 from .db import Db, local_setting
 from .errors import SkipStatement
@@ -26,7 +28,7 @@ from .settings import Settings
 from .sqltext import quote_ident
 
 # The advisors the audit runs, in order (each proposes candidates of its kind).
-ADVISORS: tuple[type[Advisor], ...] = (IndexAdvisor,)
+ADVISORS: tuple[type[Advisor], ...] = (IndexAdvisor, RewriteAdvisor, StatisticsAdvisor)
 
 
 @dataclass
@@ -82,5 +84,34 @@ def analyze_one(db: Db, prover: Prover, text: str, settings: Settings, *,
             raise SkipStatement("not_supported", "INSERT ... VALUES has nothing an index can speed up")
         before = prover.load(info.text, info.param_count, info.free_params)
         ctx = StatementContext(db=db, text=text, info=info, catalog=cat, before=before, settings=settings,
-                               share=share, calls=calls, total_ms=total_ms, started=t0)
-        return StatementResult(advice=advise(ctx, prover, advisors()), info=info, catalog=cat)
+                               share=share, calls=calls, total_ms=total_ms, started=t0, prover=prover)
+        advice = advise(ctx, prover, advisors())
+        cross_reference(advice.proven)
+        return StatementResult(advice=advice, info=info, catalog=cat)
+
+
+def cross_reference(proven: list[Proof]) -> None:
+    """When a rewrite and an index both help the statement, each rationale says so: which one
+    saves more, and that they are independent changes (a schema migration vs application code)."""
+    idx = [p for p in proven if p.candidate.kind == "index"]
+    rws = [p for p in proven if p.candidate.kind == "rewrite"]
+    if not idx or not rws:
+        return
+    best_i = min(idx, key=lambda p: p.cost_after)
+    best_r = min(rws, key=lambda p: p.cost_after)
+    ic, rc = best_i.candidate, best_r.candidate
+    if best_r.cost_after < best_i.cost_after:
+        which = (f"the rewrite ({rc.subtype}) saves more ({best_r.gain_pct:.1f} % vs {best_i.gain_pct:.1f} %) "
+                 f"but changes the application; the index needs no code change")
+    else:
+        which = (f"the index saves as much or more ({best_i.gain_pct:.1f} % vs {best_r.gain_pct:.1f} %) and "
+                 f"needs no code change; the rewrite ({rc.subtype}) is worth it only with the code change")
+    both = (" Both can be applied: each was proven alone against the current plan, so their gains do not add up.")
+    for i, p in enumerate(proven):
+        if p.candidate.kind == "index":
+            note = f" A rewrite ({rc.subtype}) also helps this statement: {which}.{both}"
+        elif p.candidate.kind == "rewrite":
+            note = f" An index on {ic.schema}.{ic.table} also helps this statement: {which}.{both}"
+        else:
+            continue
+        proven[i] = p.but(rationale=p.rationale + note)

@@ -68,7 +68,8 @@ def queue_auto_pull_requests(db: Db) -> int:
         "SELECT count(*) FROM (SELECT arch._queue_request('open_pr', jsonb_build_object('recommendation_id', r.id),"
         "        'open_pr:' || r.id) AS id"
         "  FROM arch.recommendation r CROSS JOIN arch.settings s"
-        "  WHERE s.id AND r.status = 'proposed' AND r.kind = 'index' AND r.confidence >= s.confidence_threshold"
+        "  WHERE s.id AND r.status = 'proposed' AND r.kind IN ('index', 'statistics', 'rewrite')"
+        "   AND r.confidence >= s.confidence_threshold"
         "  ORDER BY r.benefit_ms DESC, r.id) q WHERE q.id IS NOT NULL"))
 
 

@@ -49,6 +49,9 @@ class StatementContext:
     calls: int | None = None
     total_ms: float | None = None
     started: float = field(default_factory=time.monotonic)
+    # The audit's prover with the statement PREPAREd (as its role): for advisors whose detection
+    # itself needs the planner (statistics); an advisor that uses it leaves the statement prepared.
+    prover: Prover | None = None
 
     def over_budget(self) -> bool:
         return (time.monotonic() - self.started) * 1000 > self.settings.statement_budget_ms

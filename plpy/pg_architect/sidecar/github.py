@@ -42,6 +42,7 @@ from .. import index_ddl
 from ..db import Db
 from ..errors import TaskError
 from ..sqltext import fold_identifier, quote_ident, quote_literal, several_statements
+from . import kinds
 
 log = logging.getLogger("pg_architect.github")
 
@@ -326,6 +327,7 @@ def load_recommendation(db: Db, rec_id: int) -> dict | None:
     return db.one(
         "SELECT r.id, r.status, r.kind, r.index_kind, r.schema_name::text AS schema_name,"
         " r.table_name::text AS table_name, r.index_name::text AS index_name, r.ddl, r.rollback_ddl, r.definition,"
+        " r.columns::text[] AS columns,"
         " r.rationale, r.query, r.queryid, r.calls, r.total_time_ms, r.time_share, r.cost_before, r.cost_after,"
         " r.est_gain_pct, r.est_size_bytes, r.benefit_ms, r.confidence, r.confidence_factors, r.plan_changes,"
         " r.decided_by::text AS decided_by, r.decided_at, r.decision_note, r.last_audit_run_id,"
@@ -673,20 +675,31 @@ def open_pull_request(db: Db, github: Callable[[], GitHub], rec_id: int, setting
         return {"skipped": f"recommendation {rec_id} is {rec['status']}: no pull request"}
     if rec["status"] in ("pr_open", "merged", "closed") and row and row["pr_number"]:
         return {"pr_number": row["pr_number"], "url": row["url"], "state": row["state"], "already": True}
-    if rec["kind"] != "index":
-        raise TaskError(f"recommendation {rec_id} is a {rec['kind']}: only index recommendations become pull requests",
-                        refused=True)
+    if rec["kind"] not in ("index", "statistics", "rewrite"):
+        raise TaskError(f"recommendation {rec_id} is a {rec['kind']}: only index, statistics and rewrite "
+                        "recommendations become pull requests", refused=True)
     check_approved(rec)
     if not settings.get("github_repo"):
         raise TaskError("no repository to open pull requests in: UPDATE arch.settings SET github_repo = 'owner/name'")
-    tree = validate_ddl(db, rec)
-    validate_rollback(rec, tree)
+    validated: Any
+    if rec["kind"] == "statistics":
+        validated = kinds.validate_statistics(db, rec)
+    elif rec["kind"] == "rewrite":
+        validated = kinds.validate_rewrite(rec)
+    else:
+        validated = validate_ddl(db, rec)
+        validate_rollback(rec, validated)
 
     if row is None or row["pr_number"] is None:
         # The files are chosen once (their name has a timestamp) and kept: a retry writes the same.
         if row is None:
             stamp = db.scalar("SELECT clock_timestamp()")
-            files = render_files(rec, settings["migration_format"], settings["migrations_dir"], stamp)
+            if rec["kind"] == "statistics":
+                files = kinds.render_statistics(rec, settings["migration_format"], settings["migrations_dir"], stamp)
+            elif rec["kind"] == "rewrite":
+                files = kinds.render_rewrite(rec, settings.get("rewrite_docs_dir") or "docs/pg_architect", stamp)
+            else:
+                files = render_files(rec, settings["migration_format"], settings["migrations_dir"], stamp)
             db.execute("INSERT INTO arch.pull_request (recommendation_id, repo, base_branch, branch, migration_format,"
                        " files) VALUES ($1, $2, $3, $4, $5, $6::jsonb) ON CONFLICT (recommendation_id) DO NOTHING",
                        [rec_id, settings["github_repo"], settings["github_base_branch"], branch_name(rec_id),
@@ -697,10 +710,19 @@ def open_pull_request(db: Db, github: Callable[[], GitHub], rec_id: int, setting
                        [rec_id, settings["github_repo"], settings["github_base_branch"]])
         row = db.row("SELECT * FROM arch.pull_request WHERE recommendation_id = $1", [rec_id])
     files = row["files"]
-    check_files(files, tree)
-    title = render_title(rec)
-    body = render_body(db, rec, files, row["migration_format"], _policy_note(rec, settings))
-    message = (f"pg_architect: recommendation {rec_id}: index {rec['index_name']} on "
+    if rec["kind"] == "statistics":
+        kinds.check_statistics_files(files, validated)
+    elif rec["kind"] == "rewrite":
+        kinds.check_rewrite_files(files, validated)
+    else:
+        check_files(files, validated)
+    if rec["kind"] == "index":
+        title = render_title(rec)
+        body = render_body(db, rec, files, row["migration_format"], _policy_note(rec, settings))
+    else:
+        title = kinds.render_title(rec)
+        body = kinds.render_body(rec, files, _policy_note(rec, settings))
+    message = (f"pg_architect: recommendation {rec_id}: {rec['kind']} {rec['index_name'] or rec['index_kind']} on "
                f"{rec['schema_name']}.{rec['table_name']}")
 
     gh = github()
