@@ -528,8 +528,8 @@ class _TableColRef(_ColRef):
 
 
 def _table_column(ref: _ColRef | None) -> TypeGuard[_TableColRef]:
-    """``_table_column(ref)``, in a form the type checker narrows on."""
-    return _table_column(ref)
+    """``ref is not None and ref.is_table_column``, in a form the type checker narrows on."""
+    return ref is not None and ref.is_table_column
 
 
 # --------------------------------------------------------------------------
@@ -734,7 +734,7 @@ class _Analyzer:
         for ordered in order.expressions:
             target = self._output_target(ordered.this, scope, select_list, prefer_alias=True)
             ref = self._colref(target, scope)
-            if not (_table_column(ref)):
+            if not _table_column(ref):
                 return
             if src is not None and ref.src is not src:
                 return
@@ -1103,7 +1103,7 @@ class _Analyzer:
                 _add(self._usage(ref.src).range, ref.column)
         elif isinstance(conj, exp.In):
             ref = self._colref(conj.this, scope)
-            if not (_table_column(ref)):
+            if not _table_column(ref):
                 return
             query = conj.args.get("query")
             if query is not None:
