@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeGuard, overload
 
 from sqlglot import exp
 from sqlglot.dialects.postgres import Postgres
@@ -420,6 +420,10 @@ class _Scope:
         self.select_aliases: dict[str, exp.Expression] = {}
 
 
+@overload
+def _unwrap(node: exp.Expression) -> exp.Expression: ...
+@overload
+def _unwrap(node: exp.Expression | None) -> exp.Expression | None: ...
 def _unwrap(node: exp.Expression | None) -> exp.Expression | None:
     while isinstance(node, exp.Paren):
         node = node.this
@@ -516,6 +520,18 @@ class _ColRef:
         return self.src is not None and self.src.kind == "table" and self.column is not None
 
 
+class _TableColRef(_ColRef):
+    """For the type checker only (never instantiated): a _ColRef whose is_table_column holds."""
+    __slots__ = ()
+    src: _Source
+    column: str
+
+
+def _table_column(ref: _ColRef | None) -> TypeGuard[_TableColRef]:
+    """``ref is not None and ref.is_table_column``, in a form the type checker narrows on."""
+    return ref is not None and ref.is_table_column
+
+
 # --------------------------------------------------------------------------
 # The analyser
 # --------------------------------------------------------------------------
@@ -550,7 +566,7 @@ class _Analyzer:
         return u
 
     # ---- statements ---------------------------------------------------------
-    def statement(self, node: exp.Expression) -> str:
+    def statement(self, node: exp.Expr) -> str:
         if isinstance(node, (exp.Select, exp.SetOperation, exp.Subquery, exp.Paren)):
             if isinstance(node, exp.Select) and node.args.get("into"):
                 raise SkipStatement("ddl", "SELECT ... INTO creates a table; it is not analysed for indexes.")
@@ -601,7 +617,7 @@ class _Analyzer:
                 ctes[cte.alias_or_name] = None
         return ctes
 
-    def _dml(self, node: exp.Expression, parent: _Scope | None, ctes: dict) -> None:
+    def _dml(self, node: exp.Update | exp.Delete | exp.Insert, parent: _Scope | None, ctes: dict) -> None:
         if isinstance(node, exp.Update):
             self._update(node, parent, ctes)
         elif isinstance(node, exp.Delete):
@@ -662,7 +678,7 @@ class _Analyzer:
                 scope.select_aliases[e.alias] = e.this
             if outputs is not None:
                 ref = self._colref(inner, scope)
-                outputs.append((e.alias_or_name, ref if ref and ref.is_table_column else None))
+                outputs.append((e.alias_or_name, ref if _table_column(ref) else None))
 
         self._joins(joins, scope)
 
@@ -677,7 +693,7 @@ class _Analyzer:
             for item in group.expressions:
                 target = self._output_target(item, scope, select_list, prefer_alias=False)
                 ref = self._colref(target, scope)
-                if ref and ref.is_table_column:
+                if _table_column(ref):
                     _add(self._usage(ref.src).group_by, ref.column)
 
         for key in ("having", "qualify", "distinct", "windows", "offset"):
@@ -718,7 +734,7 @@ class _Analyzer:
         for ordered in order.expressions:
             target = self._output_target(ordered.this, scope, select_list, prefer_alias=True)
             ref = self._colref(target, scope)
-            if not (ref and ref.is_table_column):
+            if not _table_column(ref):
                 return
             if src is not None and ref.src is not src:
                 return
@@ -728,8 +744,10 @@ class _Analyzer:
             usage = self._usage(src)
             if not usage.order_by:
                 # An ORDER BY naming a column twice is legal; keep the first.
-                seen: set[str] = set()
-                usage.order_by = [i for i in items if not (i[0] in seen or seen.add(i[0]))]
+                first: dict[str, str] = {}
+                for column, direction in items:
+                    first.setdefault(column, direction)
+                usage.order_by = list(first.items())
 
     def _update(self, node: exp.Update, parent: _Scope | None, ctes: dict) -> None:
         ctes = self._with(node, parent, ctes)
@@ -850,7 +868,7 @@ class _Analyzer:
                 self._walk(on, scope)
                 self._predicates(on, scope, allowed)
 
-    def _add_source(self, scope: _Scope, node: exp.Expression) -> None:
+    def _add_source(self, scope: _Scope, node: exp.Expression | None) -> None:
         if not isinstance(node, exp.Expression):
             raise SkipStatement("parse_error", "The statement could not be parsed: a table name is missing.")
         alias_node = node.args.get("alias")
@@ -970,7 +988,7 @@ class _Analyzer:
                 s = s.parent
             return
         ref = self._resolve(col, scope)
-        if ref is not None and ref.is_table_column:
+        if _table_column(ref):
             u = self._usage(ref.src)
             if u.used_columns is not None:
                 u.used_columns.add(ref.column)
@@ -1076,16 +1094,16 @@ class _Analyzer:
         elif isinstance(conj, (exp.GT, exp.GTE, exp.LT, exp.LTE)):
             for a, b in ((conj.this, conj.expression), (conj.expression, conj.this)):
                 ref = self._colref(a, scope)
-                if ref and ref.is_table_column and _is_value(b) and self._single_ok(ref.src, allowed):
+                if _table_column(ref) and _is_value(b) and self._single_ok(ref.src, allowed):
                     _add(self._usage(ref.src).range, ref.column)
         elif isinstance(conj, exp.Between):
             ref = self._colref(conj.this, scope)
-            if (ref and ref.is_table_column and _is_value(conj.args.get("low"))
+            if (_table_column(ref) and _is_value(conj.args.get("low"))
                     and _is_value(conj.args.get("high")) and self._single_ok(ref.src, allowed)):
                 _add(self._usage(ref.src).range, ref.column)
         elif isinstance(conj, exp.In):
             ref = self._colref(conj.this, scope)
-            if not (ref and ref.is_table_column):
+            if not _table_column(ref):
                 return
             query = conj.args.get("query")
             if query is not None:
@@ -1097,31 +1115,31 @@ class _Analyzer:
         elif isinstance(conj, exp.Like):
             ref = self._colref(conj.this, scope)
             pattern = _unwrap(conj.expression)
-            if (ref and ref.is_table_column and isinstance(pattern, exp.Literal) and pattern.is_string
+            if (_table_column(ref) and isinstance(pattern, exp.Literal) and pattern.is_string
                     and pattern.this and pattern.this[0] not in "%_" and self._single_ok(ref.src, allowed)):
                 _add(self._usage(ref.src).range, ref.column)
         elif isinstance(conj, exp.Is):
             ref = self._colref(conj.this, scope)
-            if (ref and ref.is_table_column and isinstance(conj.expression, exp.Null)
+            if (_table_column(ref) and isinstance(conj.expression, exp.Null)
                     and self._single_ok(ref.src, allowed)):
                 neg = " NOT" if conj.args.get("negate") else ""
                 _add(self._usage(ref.src).constant_preds, f"{quote_ident(ref.column)} IS{neg} NULL")
         elif isinstance(conj, exp.Column):
             ref = self._colref(conj, scope)
-            if ref and ref.is_table_column and self._is_boolean(ref) and self._single_ok(ref.src, allowed):
+            if _table_column(ref) and self._is_boolean(ref) and self._single_ok(ref.src, allowed):
                 _add(self._usage(ref.src).constant_preds, quote_ident(ref.column))
         elif isinstance(conj, exp.Not):
             inner = _unwrap(conj.this)
             ref = self._colref(inner, scope)
             if isinstance(inner, exp.Is) and isinstance(inner.expression, exp.Null) and not inner.args.get("negate"):
                 ref = self._colref(inner.this, scope)
-                if ref and ref.is_table_column and self._single_ok(ref.src, allowed):
+                if _table_column(ref) and self._single_ok(ref.src, allowed):
                     _add(self._usage(ref.src).constant_preds, f"{quote_ident(ref.column)} IS NOT NULL")
-            elif (isinstance(inner, exp.Column) and ref and ref.is_table_column and self._is_boolean(ref)
+            elif (isinstance(inner, exp.Column) and _table_column(ref) and self._is_boolean(ref)
                   and self._single_ok(ref.src, allowed)):
                 _add(self._usage(ref.src).constant_preds, f"NOT {quote_ident(ref.column)}")
 
-    def _is_boolean(self, ref: _ColRef) -> bool:
+    def _is_boolean(self, ref: _TableColRef) -> bool:
         typ = (ref.src.columns or {}).get(ref.column, "") if isinstance(ref.src.columns, dict) else ""
         return not typ or typ.lower() in ("boolean", "bool")
 
@@ -1129,7 +1147,7 @@ class _Analyzer:
                   allowed: list[_Source] | None) -> None:
         lref = self._colref(left, scope)
         r = _unwrap(right)
-        if lref is not None and lref.is_table_column:
+        if _table_column(lref):
             rref = self._colref(r, scope)
             if rref is not None:
                 if rref.src is not lref.src:
@@ -1165,8 +1183,8 @@ class _Analyzer:
         out = self._outputs.get(id(query))
         if out is None and isinstance(query, exp.Subquery):
             out = self._outputs.get(id(query.this))
-        if out and len(out) == 1 and out[0][1] is not None:
-            ref = out[0][1]
+        ref = out[0][1] if out and len(out) == 1 else None
+        if _table_column(ref):  # outputs hold table-column references only (else None)
             _add(self._usage(ref.src).join, ref.column)
 
     # ---- expressions ------------------------------------------------------------
@@ -1176,7 +1194,7 @@ class _Analyzer:
             inner = _unwrap(n.this)
             ref = self._colref(inner, scope)
             if ref is not None:
-                if not ref.is_table_column:
+                if not _table_column(ref):
                     return None
                 src, base = ref.src, quote_ident(ref.column)
             else:
@@ -1196,8 +1214,9 @@ class _Analyzer:
         cols = list(n.find_all(exp.Column))
         if not cols:
             return None
-        refs = [self._colref(c, scope) for c in cols]
-        if not all(r is not None and r.is_table_column for r in refs):
+        all_refs = [self._colref(c, scope) for c in cols]
+        refs = [r for r in all_refs if _table_column(r)]
+        if len(refs) != len(all_refs):
             return None
         if len({id(r.src) for r in refs}) != 1 or len({r.column for r in refs}) != 1:
             return None
@@ -1366,6 +1385,7 @@ def _analyze(sql: str, catalog: Catalog, max_length: int) -> StatementInfo:
 
     for src in analyzer.table_sources:
         if src.outer:
+            assert src.key is not None  # a table source always has its key
             analyzer.tables[src.key].outer_side = True
 
     return StatementInfo(

@@ -269,6 +269,7 @@ def check_model(spec: str) -> dict:
     kind, path = resolve_model(spec)
     if kind == HASHING:
         return {"model": spec, "kind": kind, "dimension": DIMENSION}
+    assert path is not None  # resolve_model gives a directory for every kind but hashing
     if kind == ONNX:
         from . import minilm
 
@@ -310,6 +311,8 @@ def get_embedder(spec: str) -> Embedder:
             kind, path = resolve_model(spec)
             if kind == HASHING:
                 emb = HashingEmbedder()
+            elif path is None:  # resolve_model gives a directory for every kind but hashing
+                raise AssertionError(f"no model directory for {spec!r}")
             elif kind == ONNX:
                 check_model(spec)
                 emb = OnnxEmbedder(spec, path)
@@ -384,7 +387,7 @@ def canonical_text(sql: str, info=None, catalog=None) -> Canonical:
     lines = [body]
     if info is not None and info.tables:
         lines.append("tables: " + ", ".join(f"{s}.{t}" for s, t in sorted(info.tables)))
-        cols = set()
+        cols: set[str] = set()
         for (s, t), u in info.tables.items():
             q = f"{s}.{t}"
             cols.update(f"{q}.{c} =" for c in u.eq)
@@ -402,7 +405,7 @@ def _normalize_sql(text: str, info, catalog) -> str:
     import sqlglot
     from sqlglot import exp
     from sqlglot.optimizer.qualify import qualify
-    from sqlglot.optimizer.scope import traverse_scope
+    from sqlglot.optimizer.scope import Scope, traverse_scope
 
     from .analyze import fold_identifier
 
@@ -439,7 +442,8 @@ def _normalize_sql(text: str, info, catalog) -> str:
             if cols:
                 schema.setdefault(s, {})[name] = {c: "text" for c in cols}
     try:
-        tree = qualify(tree.copy(), dialect="postgres", schema=schema or None, expand_stars=False,
+        qualify_schema: dict[str, object] = dict(schema)
+        tree = qualify(tree.copy(), dialect="postgres", schema=qualify_schema or None, expand_stars=False,
                        identify=False, quote_identifiers=False, validate_qualify_columns=False,
                        allow_partial_qualification=True)
     except Exception:
@@ -479,19 +483,19 @@ def _normalize_sql(text: str, info, catalog) -> str:
         renames[id(scope)] = mapping
     for scope in scopes:
         for alias, source in scope.sources.items():
-            new = renames[id(scope)].get(alias)
-            if new is None:
+            renamed = renames[id(scope)].get(alias)
+            if renamed is None:
                 continue
             if isinstance(source, exp.Table):
-                if new == source.name:
+                if renamed == source.name:
                     source.set("alias", None)
                 else:
-                    source.set("alias", exp.TableAlias(this=exp.to_identifier(new)))
+                    source.set("alias", exp.TableAlias(this=exp.to_identifier(renamed)))
         for alias, (node, _src) in scope.selected_sources.items():
-            new = renames[id(scope)].get(alias)
+            renamed = renames[id(scope)].get(alias)
             sub = _derived(node)
-            if new and sub is not None and sub.args.get("alias") is not None:
-                sub.args["alias"].set("this", exp.to_identifier(new))
+            if renamed and sub is not None and sub.args.get("alias") is not None:
+                sub.args["alias"].set("this", exp.to_identifier(renamed))
         stars = [c for c in scope.stars if isinstance(c, exp.Column) and c.table]
         if len(scope.sources) == 1:
             # t.* with a single source is just *
@@ -502,15 +506,15 @@ def _normalize_sql(text: str, info, catalog) -> str:
             t = col.table
             if not t:
                 continue
-            s: object = scope
-            while s is not None:
-                m = renames.get(id(s), {})
+            sc: Scope | None = scope
+            while sc is not None:
+                m = renames.get(id(sc), {})
                 if t in m:
                     col.set("table", exp.to_identifier(m[t]))
                     break
-                if t in getattr(s, "sources", {}):
+                if t in getattr(sc, "sources", {}):
                     break
-                s = s.parent
+                sc = sc.parent
     # 4. Literals → parameters (numbered past any real one, so each stays distinct), then
     #    every parameter renumbered in order of first appearance in the printed text.
     marker = 1_000_000
@@ -520,16 +524,16 @@ def _normalize_sql(text: str, info, catalog) -> str:
         marker += 1
         return exp.Parameter(this=exp.Literal.number(marker))
 
-    for node in list(tree.find_all(exp.Interval)):
-        if isinstance(node.this, exp.Literal):
-            node.replace(exp.Cast(this=fresh(), to=exp.DataType.build("interval")))
-    for node in list(tree.find_all(exp.Neg)):
-        if isinstance(node.this, exp.Literal) and not node.this.is_string:
-            node.replace(fresh())
-    for node in list(tree.find_all(exp.Literal)):
-        if node.parent is None or isinstance(node.parent, exp.Parameter):
+    for interval in list(tree.find_all(exp.Interval)):
+        if isinstance(interval.this, exp.Literal):
+            interval.replace(exp.Cast(this=fresh(), to=exp.DataType.build("interval")))
+    for neg in list(tree.find_all(exp.Neg)):
+        if isinstance(neg.this, exp.Literal) and not neg.this.is_string:
+            neg.replace(fresh())
+    for literal in list(tree.find_all(exp.Literal)):
+        if literal.parent is None or isinstance(literal.parent, exp.Parameter):
             continue
-        node.replace(fresh())
+        literal.replace(fresh())
 
     # 5. One stable line.
     out = tree.sql(dialect="postgres", normalize_functions="lower", pretty=False)

@@ -138,7 +138,10 @@ def vanna_class():
                               [source])
             if row and row["kind"] == kind and row["content"] == content and row["question"] == question:
                 return row["id"], "unchanged"
-            vec = _vector_literal(self.generate_embedding(question if kind == "sql" else content))
+            embedded = question if kind == "sql" else content
+            if embedded is None:
+                raise ValueError("an 'sql' training item needs its question: the question is what is embedded")
+            vec = _vector_literal(self.generate_embedding(embedded))
             new = self.db.row(
                 "INSERT INTO arch.vanna_training AS t (kind, source, question, content, embedding)"
                 f" VALUES ($1, $2, $3::text, $4, $5::text::{self._vector})"
@@ -281,7 +284,7 @@ def check_read_only(sql: str | None) -> str:
     return text
 
 
-def _kind(node: exp.Expression) -> str:
+def _kind(node: exp.Expr) -> str:
     if isinstance(node, exp.Command):
         return f"a {str(node.this).upper()} command"
     if isinstance(node, exp.Into):
