@@ -208,10 +208,11 @@ def test_interference_removal(scratch, dsn):
     """The final pass drops a chosen index the others made useless: with t(b, a) present,
     t(a) serves nothing a statement still needs."""
     from pg_architect.advisors import index_set
-    from pg_architect.db import PsycopgDb, load_settings
+    from pg_architect.advisors.index_candidates import Candidate
+    from pg_architect.db import PsycopgDb
     from pg_architect.prove import Prover
-    from pg_architect.recommend import Candidate
     from pg_architect.security import PlanAs
+    from pg_architect.settings import load_into
 
     db = scratch
     db.sql("CREATE TABLE iset.t (a bigint, b bigint, pad text)")
@@ -223,7 +224,7 @@ def test_interference_removal(scratch, dsn):
     db.run("SELECT pad FROM iset.t WHERE b = %s", [(i,) for i in range(1, 11)])
     with psycopg.connect(dsn) as conn, conn.transaction():  # one transaction, as arch.design_indexes()
         pdb = PsycopgDb(conn)
-        settings = load_settings(pdb, index_set.Settings)
+        settings = load_into(pdb, index_set.Settings)
         pdb.execute("SELECT set_config('plan_cache_mode', 'force_generic_plan', true)")
         prover, plan_as = Prover(pdb), PlanAs(pdb)
         try:

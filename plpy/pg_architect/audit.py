@@ -24,6 +24,7 @@ from __future__ import annotations
 import time
 
 from . import advise, guard, knowledge, outcomes, runs, security, settings, store, workflow, workload
+from .advisors import drop_index
 from .catalog import _split_search_path
 from .db import Db, local_setting
 from .errors import LOCK_NOT_AVAILABLE, DbError, NotApplicable, SkipStatement, UserError, canceled
@@ -64,6 +65,9 @@ def _run(db: Db, cfg: settings.Settings, prover: Prover, run_id: int, t_start: f
     snap = workload.take_snapshot(db)
     selected, totals = workload.window(db, snap, min_calls=cfg.min_calls, min_mean_ms=cfg.min_mean_time_ms,
                                        limit=cfg.max_statements, exclude=lambda q: bool(OWN_CALL.search(q or "")))
+    notes = guard.Notes()  # per-object failures of the steps below: recorded, the audit carries on
+    # index usage snapshot (the drop_index advisor's evidence of unused indexes)
+    guard.guarded(db, notes, "snapshotting index usage", drop_index.snapshot_indexes, db, default=0)
     timings["workload_ms"] = (time.monotonic() - t) * 1000
     window_desc = ("totals since the statistics were reset" if snap.prev_id is None or snap.reset
                    else f"delta since {snap.prev_taken_at}")
@@ -72,7 +76,6 @@ def _run(db: Db, cfg: settings.Settings, prover: Prover, run_id: int, t_start: f
     runs.record_window(db, run_id, snap, totals, len(selected))
     # 6. remember the outcomes of applied recommendations first (2. recall uses them below)
     t = time.monotonic()
-    notes = guard.Notes()  # per-object failures of the steps below: recorded, the audit carries on
     recall = knowledge.Recall(db, run_id)
     known = outcomes.update(db, snap, prover, recall.ks, plan_as, notes)
     timings["outcomes_ms"] = (time.monotonic() - t) * 1000
@@ -106,6 +109,10 @@ def _run(db: Db, cfg: settings.Settings, prover: Prover, run_id: int, t_start: f
     timings["analyze_ms"] = (time.monotonic() - t) * 1000
     # 6. remember
     new, updated = store.store(db, run_id, merged, recall, notes)
+    # 4-6. housekeeping of the indexes that exist (kind drop_index), stored with the same lifecycle
+    housekeeping = guard.guarded(db, notes, "index housekeeping (drop_index)", drop_index.advise, db, default=[])
+    h_new, h_updated = store.store_housekeeping(db, run_id, housekeeping, notes)
+    new, updated = new + h_new, updated + h_updated
     known.update(recall.summary())
     # 3. context (explain requests) and 7. hand over (superseded, open_pr requests)
     queued = guard.guarded(db, notes, "queueing sidecar requests", workflow.after_audit, db, run_id,
@@ -116,7 +123,7 @@ def _run(db: Db, cfg: settings.Settings, prover: Prover, run_id: int, t_start: f
     timings["total_ms"] = duration
     summary = {"run_id": run_id, "statements_seen": totals["statements_seen"],
                "statements_selected": len(selected), "statements_analyzed": analyzed, "skipped": skipped,
-               "candidates_tested": tested, "recommendations_new": new, "recommendations_updated": updated,
+               "candidates_tested": tested, "drop_index_advice": len(housekeeping), "recommendations_new": new, "recommendations_updated": updated,
                "window": window_desc, "snapshots_pruned": pruned, "duration_ms": round(duration, 1),
                "knowledge": known, "notes": list(notes), **queued}
     runs.finish(db, run_id, summary, duration, timings, known, list(notes))

@@ -210,6 +210,59 @@ def validate_rollback(rec: dict, validated=None) -> exp.Drop | list[str]:
     return tree
 
 
+def validate_drop(db: Db, rec: dict) -> exp.Drop:
+    """A ``drop_index`` recommendation: exactly one ``DROP INDEX CONCURRENTLY IF EXISTS`` (a
+    partitioned index: ``DROP INDEX IF EXISTS``) of its index, without CASCADE; the index exists,
+    on the recommendation's table, and backs no constraint.  Returns the statement's tree."""
+    tree = _parse_one(rec["ddl"], "DDL")
+    if not isinstance(tree, exp.Drop) or str(tree.args.get("kind") or "").upper() != "INDEX":
+        raise _refuse("a drop_index recommendation must be DROP INDEX")
+    targets = tree.args.get("expressions") or tree.args.get("tables") or []
+    if len(targets) != 1 or not isinstance(targets[0], exp.Table):
+        raise _refuse("the DDL must drop exactly one index")
+    t = targets[0]
+    if (_ident(t.args.get("db")), _ident(t.this)) != (rec["schema_name"], rec["index_name"]):
+        raise _refuse("the DDL drops another index than the recommendation's")
+    ix = db.one("SELECT i.relkind::text AS kind, t.relname::text AS table_name,"
+                " EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c WHERE c.conindid = i.oid) AS constrained"
+                " FROM pg_catalog.pg_class i JOIN pg_catalog.pg_namespace n ON n.oid = i.relnamespace"
+                " JOIN pg_catalog.pg_index x ON x.indexrelid = i.oid JOIN pg_catalog.pg_class t ON t.oid = x.indrelid"
+                " WHERE n.nspname = $1 AND i.relname = $2", [rec["schema_name"], rec["index_name"]])
+    if ix is None:
+        raise _refuse(f"index {rec['schema_name']}.{rec['index_name']} does not exist (already dropped?)")
+    if ix["table_name"] != rec["table_name"]:
+        raise _refuse(f"index {rec['schema_name']}.{rec['index_name']} is not on {rec['table_name']}")
+    if ix["constrained"]:
+        raise _refuse(f"index {rec['schema_name']}.{rec['index_name']} backs a constraint: never dropped")
+    if not tree.args.get("exists") or tree.args.get("cascade"):
+        raise _refuse("the DDL must be DROP INDEX ... IF EXISTS, without CASCADE")
+    if ix["kind"] != "I" and not tree.args.get("concurrently"):
+        raise _refuse("DROP INDEX without CONCURRENTLY would block the table's reads and writes")
+    return tree
+
+
+def validate_drop_rollback(rec: dict) -> list[str]:
+    """The rollback of a ``drop_index``: the index created again (CREATE INDEX on the same table,
+    under the same name; a partitioned index: its partitions' indexes built and attached)."""
+    steps = index_ddl.statements(rec["rollback_ddl"] or "")
+    if not steps:
+        raise _refuse("the rollback is empty")
+    for i, step in enumerate(steps):
+        tree = _parse_one(step, "rollback DDL")
+        if i == 0:
+            if not isinstance(tree, exp.Create) or str(tree.args.get("kind") or "").upper() != "INDEX":
+                raise _refuse("the rollback of a drop_index must be CREATE INDEX")
+            name = tree.this.this if isinstance(tree.this, exp.Index) else None
+            if _ident(name) != rec["index_name"]:
+                raise _refuse("the rollback creates another index than the one dropped")
+            table = tree.this.args.get("table") if isinstance(tree.this, exp.Index) else None
+            if table is None or _ident(table.this) != rec["table_name"]:
+                raise _refuse("the rollback creates the index on another table")
+        elif not isinstance(tree, exp.Create | exp.Alter) and not re.match(r"(?is)\s*ALTER\s+INDEX\b", step):
+            raise _refuse("the rollback of a partitioned index may only create and attach indexes")
+    return steps
+
+
 def check_files(files: list[dict], validated) -> None:
     """The migration files must hold the validated statement(s), in order, and nothing else."""
     sql_files = [f for f in files if f["path"].endswith(".sql")]
