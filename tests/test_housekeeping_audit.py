@@ -12,12 +12,12 @@ import psycopg
 import pytest
 import sqlglot
 
-from test_housekeeping import SCHEMA, flush, plant_history, wait_for  # noqa: F401
+from test_housekeeping import SCHEMA, flush, plant_history, wait_for
 from test_sidecar import forge, github, requests_of, sidecar  # noqa: F401  (fixtures)
 
 
 @pytest.fixture
-def hk_audit(low_thresholds, github):  # noqa: F811
+def hk_audit(low_thresholds, github):
     db = low_thresholds
     db.sql("DROP SCHEMA IF EXISTS hk CASCADE")
     db.sql(SCHEMA)
@@ -67,7 +67,7 @@ def test_audit_snapshots_index_usage_and_stores_housekeeping(hk_audit):
 
 
 @pytest.mark.parametrize("fmt", ["sql", "prisma", "flyway"])
-def test_approved_drop_index_becomes_a_pull_request(hk_audit, github, sidecar_dsn, dsn, fmt):  # noqa: F811
+def test_approved_drop_index_becomes_a_pull_request(hk_audit, github, sidecar_dsn, dsn, fmt):
     db = hk_audit
     db.sql("UPDATE arch.settings SET migration_format = %s, migrations_dir = 'db/migrations'", (fmt,))
     plant_history(db)
@@ -110,7 +110,7 @@ def test_approved_drop_index_becomes_a_pull_request(hk_audit, github, sidecar_ds
     ("DROP INDEX CONCURRENTLY IF EXISTS hk.booking_pkey;", "another index"),
     ("DROP TABLE hk.booking;", "must be DROP INDEX"),
 ])
-def test_forged_drop_index_ddl_is_refused(hk_audit, github, sidecar_dsn, ddl, why):  # noqa: F811
+def test_forged_drop_index_ddl_is_refused(hk_audit, github, sidecar_dsn, ddl, why):
     db = hk_audit
     plant_history(db)
     db.audit()
@@ -125,7 +125,7 @@ def test_forged_drop_index_ddl_is_refused(hk_audit, github, sidecar_dsn, ddl, wh
     assert db.value("SELECT to_regclass('hk.booking_status_idx1')") is not None
 
 
-def test_a_constraint_index_is_refused_even_when_forged(hk_audit, github, sidecar_dsn):  # noqa: F811
+def test_a_constraint_index_is_refused_even_when_forged(hk_audit, github, sidecar_dsn):
     db = hk_audit
     plant_history(db)
     db.audit()

@@ -123,7 +123,8 @@ def _run(db: Db, cfg: settings.Settings, prover: Prover, run_id: int, t_start: f
     timings["total_ms"] = duration
     summary = {"run_id": run_id, "statements_seen": totals["statements_seen"],
                "statements_selected": len(selected), "statements_analyzed": analyzed, "skipped": skipped,
-               "candidates_tested": tested, "drop_index_advice": len(housekeeping), "recommendations_new": new, "recommendations_updated": updated,
+               "candidates_tested": tested, "drop_index_advice": len(housekeeping),
+               "recommendations_new": new, "recommendations_updated": updated,
                "window": window_desc, "snapshots_pruned": pruned, "duration_ms": round(duration, 1),
                "knowledge": known, "notes": list(notes), **queued}
     runs.finish(db, run_id, summary, duration, timings, known, list(notes))
