@@ -118,5 +118,5 @@ def test_a_rejected_member_of_the_set_is_not_proposed_again(low_thresholds):
     db.sql("SELECT arch.reject(%s, 'we shard by user soon')", (rec["id"],))
     db.run(ORDERS_OF_USER, [(u,) for u in range(1, 6)])
     db.audit()
-    again = [r for r in recommendations(db) if r["id"] == rec["id"]][0]
+    again = next(r for r in recommendations(db) if r["id"] == rec["id"])
     assert again["status"] == "rejected" and again["times_seen"] == 1
