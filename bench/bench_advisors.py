@@ -9,8 +9,8 @@ Steps:
   1. the workload: TPC-H's 22 queries at --sf (loaded with DuckDB's generator into schema ``tpch``,
      see tpch_data.py), or ``--workload skewed``: schema ``bench_skew`` and statements with
      literal values where expression and partial indexes pay (see skew_workload.py);
-  2. the capture: pg_stat_statements and the table statistics are reset, every statement is executed (TPC-H: --capture-runs
-     times, once when the first run takes over 5 s; skewed: as often as the workload says) under
+  2. the capture: pg_stat_statements and the table statistics are reset, every statement is executed
+     (TPC-H: --capture-runs times, once when the first run takes over 5 s; skewed: as often as the workload says) under
      --capture-timeout-s (a statement that fails or times out is not in the capture), and the
      pg_stat_statements rows of the workload's query ids are read once.  All advisors get this
      same capture: pg_architect reads pg_stat_statements itself, right after it, before any other

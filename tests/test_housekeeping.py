@@ -13,6 +13,7 @@ import psycopg
 import pytest
 
 from conftest import can_run
+from pg_architect.sqltext import quote_literal
 
 SCHEMA = """
 CREATE SCHEMA hk;
@@ -91,7 +92,8 @@ def scan(db, query, index):
         db.sql("RESET enable_seqscan")
         db.sql("RESET enable_bitmapscan")
     flush(db)
-    wait_for(db, "SELECT idx_scan > %d FROM pg_stat_user_indexes WHERE indexrelid = '%s'::regclass" % (before, index))
+    wait_for(db, f"SELECT idx_scan > {int(before)} FROM pg_stat_user_indexes"
+                f" WHERE indexrelid = {quote_literal(index)}::regclass")
 
 
 def plant_history(db, age="15 days"):

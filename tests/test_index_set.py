@@ -212,7 +212,7 @@ def test_interference_removal(scratch, dsn):
     from pg_architect.db import PsycopgDb
     from pg_architect.prove import Prover
     from pg_architect.security import PlanAs
-    from pg_architect.settings import load_into
+    from pg_architect.settings import load_into as load_settings
 
     db = scratch
     db.sql("CREATE TABLE iset.t (a bigint, b bigint, pad text)")
@@ -224,7 +224,7 @@ def test_interference_removal(scratch, dsn):
     db.run("SELECT pad FROM iset.t WHERE b = %s", [(i,) for i in range(1, 11)])
     with psycopg.connect(dsn) as conn, conn.transaction():  # one transaction, as arch.design_indexes()
         pdb = PsycopgDb(conn)
-        settings = load_into(pdb, index_set.Settings)
+        settings = load_settings(pdb, index_set.Settings)
         pdb.execute("SELECT set_config('plan_cache_mode', 'force_generic_plan', true)")
         prover, plan_as = Prover(pdb), PlanAs(pdb)
         try:

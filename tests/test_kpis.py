@@ -18,6 +18,7 @@ import json
 import pathlib
 import re
 from decimal import Decimal
+from itertools import pairwise
 
 import psycopg
 import pytest
@@ -160,7 +161,7 @@ def test_kpis_weekly_numbers_of_planted_history(db):
     starts = sorted(weeks)
     # Every week from the first audit to now, empty ones included, each one week long.
     assert starts[0] == ts("2026-03-02")
-    assert all(b - a == dt.timedelta(weeks=1) for a, b in zip(starts, starts[1:]))
+    assert all(b - a == dt.timedelta(weeks=1) for a, b in pairwise(starts))
     now = db.value("SELECT now()")
     assert starts[-1] <= now < weeks[starts[-1]]["period_end"]
     assert all(w["period_end"] - w["period_start"] == dt.timedelta(weeks=1) for w in weeks.values())

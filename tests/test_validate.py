@@ -257,11 +257,11 @@ def test_query_samples_give_the_parameter_values_when_they_exist(db, dsn, stagin
                 query="SELECT id FROM orders WHERE user_id = $1")
     st = db.dicts("SELECT dbid, userid, queryid FROM arch.recommendation_statement WHERE recommendation_id = %s",
                   (rec,))[0]
-    db.sql("CREATE TABLE arch.query_sample (dbid oid, userid oid, queryid bigint, query text)")
+    key = (st["dbid"], st["userid"], st["queryid"])
     try:
         for q in ("SELECT id FROM orders WHERE user_id = 7", "SELECT id FROM orders WHERE user_id = 8",
                   "DELETE FROM orders WHERE user_id = 9", "SELECT pg_notify('x', 'y'), id FROM orders WHERE user_id = 1"):
-            db.sql("INSERT INTO arch.query_sample VALUES (%s, %s, %s, %s)", (st["dbid"], st["userid"], st["queryid"], q))
+            db.sql("INSERT INTO arch.query_sample (dbid, userid, queryid, query) VALUES (%s, %s, %s, %s)", (*key, q))
         run_validate(dsn, staging, rec)
         [v] = validations(db, rec)
         assert v["status"] == "measured" and v["parameter_source"] == "query_sample"
@@ -269,7 +269,7 @@ def test_query_samples_give_the_parameter_values_when_they_exist(db, dsn, stagin
                                                 "SELECT id FROM orders WHERE user_id = 8"]
         assert on_staging(staging, "SELECT count(*) FROM orders WHERE user_id = 9") != [(0,)]
     finally:
-        db.sql("DROP TABLE arch.query_sample")
+        db.sql("DELETE FROM arch.query_sample WHERE dbid = %s AND userid = %s AND queryid = %s", key)
 
 
 PART_SETUP = [

@@ -11,4 +11,4 @@ __version__ = "0.1.0"
 # it must be loaded with RTLD_DEEPBIND before anything imports pglast, or its calls bind to the
 # server's functions and the backend crashes.  Importing pgparse here, first, makes the import
 # order of every other module irrelevant.
-from . import pgparse  # noqa: E402, F401
+from . import pgparse  # noqa: F401

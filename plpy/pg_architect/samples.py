@@ -51,6 +51,7 @@ from .prove import STMT as PROVER_STMT
 from .prove import Plan, Prover, parse_plan
 from .security import PlanAs, references_temp_schema
 from .settings import load_into as load_settings
+from .sqltext import quote_ident
 
 __all__ = [
     "Alignment",
@@ -303,7 +304,7 @@ def _pgss(db: Db) -> str | None:
     """The schema of pg_stat_statements, quoted, or None when it is not installed here."""
     schema = db.scalar("SELECT n.nspname::text FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n"
                        " ON n.oid = e.extnamespace WHERE e.extname = 'pg_stat_statements'")
-    return None if schema is None else '"%s"' % schema.replace('"', '""')
+    return None if schema is None else quote_ident(schema, always=True)
 
 
 def normalised_text(db: Db, queryid: int, userid: int | None) -> str | None:
@@ -520,7 +521,8 @@ def expressions_from(al: list[Alignment], min_samples: int) -> list[dict]:
     for n in sorted(const):
         me, parent = _up(first.slots[n].node, parents)
         expr = None
-        if (isinstance(parent, _ast.A_Expr) and _op(parent) in KEY_OPERATORS and parent.rexpr is me) or isinstance(parent, _ast.FuncCall):
+        if (isinstance(parent, _ast.A_Expr) and _op(parent) in KEY_OPERATORS and parent.rexpr is me) \
+                or isinstance(parent, _ast.FuncCall):
             expr = parent
         if expr is None:
             continue
@@ -605,7 +607,7 @@ def parameter_columns(text: str) -> dict[int, dict]:
                 walk(getattr(n, k))
     walk(tree)
     # IN lists: the list is the parent of its elements; their A_Expr is one level up
-    for node_id, parent in list(parents.items()):
+    for parent in list(parents.values()):
         if isinstance(parent, _ast.A_Expr) and parent.kind == _A_Expr_Kind.AEXPR_IN \
                 and isinstance(parent.rexpr, (list, tuple)):
             col = _column_of(parent.lexpr, rels)
@@ -668,7 +670,7 @@ class _Planner:
         self.saved = self.db.one("SELECT pg_catalog.current_setting('search_path') AS path,"
                                  " pg_catalog.current_setting('plan_cache_mode') AS mode")
         self.db.execute("SELECT pg_catalog.set_config('search_path', $1, true)",
-                        [", ".join('"%s"' % p.replace('"', '""') for p in self.path) or "pg_catalog"])
+                        [", ".join(quote_ident(p, always=True) for p in self.path) or "pg_catalog"])
         try:
             self.prover = Prover(self.db)
             self.prover.run_as = self.plan_as.wrapper_for(self.userid)
@@ -694,7 +696,8 @@ class _Planner:
         vals += [None] * (n - len(vals))
         # The server quotes each value (quote_nullable): nothing of a value reaches SQL unquoted.
         args = self.db.scalar("SELECT pg_catalog.string_agg(pg_catalog.quote_nullable(v #>> '{}'), ', ' ORDER BY o)"
-                              " FROM pg_catalog.jsonb_array_elements($1) WITH ORDINALITY AS u(v, o)", [vals]) if n else ""
+                              " FROM pg_catalog.jsonb_array_elements($1) WITH ORDINALITY AS u(v, o)",
+                              [vals]) if n else ""
         sql = f"EXPLAIN (FORMAT JSON) EXECUTE {PROVER_STMT}" + (f"({args})" if n else "")
         self._mode("force_custom_plan")
         try:

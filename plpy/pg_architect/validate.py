@@ -31,7 +31,8 @@ Safety of each run: ``statement_timeout`` (``validate_statement_timeout_ms``) an
 transaction that is rolled back, so a writing statement (INSERT/UPDATE/DELETE/MERGE) leaves the
 staging data as it was; a statement calling a function that reaches outside the database
 (:data:`OUTSIDE_FUNCTIONS`: ``dblink*``, ``lo_export``, ``pg_notify``, ``set_config`` ...), or any
-VOLATILE function outside ``pg_catalog`` (its body may do the same), is skipped naming the function; and it runs with the rights of the role that ran it on production:
+VOLATILE function outside ``pg_catalog`` (its body may do the same), is skipped naming the function;
+and it runs with the rights of the role that ran it on production:
 the role of the same name on staging, through :class:`~pg_architect.security.PlanAs` (a
 SECURITY DEFINER wrapper owned by that role, which ``RESET ROLE`` cannot escape). A role that
 does not exist on staging, or that the staging login cannot act as, is ``untrusted_code``.
@@ -62,6 +63,7 @@ from .analyze import SkipStatement
 from .db import DbError, PsycopgDb, UserError
 from .prove import parse_plan, plan_changes
 from .security import PlanAs
+from .sqltext import quote_ident
 
 STMT = "pga_validate_stmt"
 SAMPLE_ROWS = 1_000_000  # cap of count(*) when reltuples is unknown
@@ -215,7 +217,8 @@ def served_statements(prod: PsycopgDb, rec_id: int) -> list[dict]:
     """The statements of the recommendation (latest audit's estimate each), with the role name."""
     return prod.query(
         "SELECT DISTINCT ON (rs.dbid, rs.userid, rs.queryid) rs.dbid::bigint AS dbid, rs.userid::bigint AS userid,"
-        "  rs.queryid, rs.est_gain_pct, s.query, (SELECT rolname::text FROM pg_catalog.pg_roles WHERE oid = rs.userid) AS role"
+        "  rs.queryid, rs.est_gain_pct, s.query,"
+        "  (SELECT rolname::text FROM pg_catalog.pg_roles WHERE oid = rs.userid) AS role"
         " FROM arch.recommendation_statement rs"
         " LEFT JOIN arch.statement s ON s.dbid = rs.dbid AND s.userid = rs.userid AND s.queryid = rs.queryid"
         " WHERE rs.recommendation_id = $1 ORDER BY rs.dbid, rs.userid, rs.queryid, rs.audit_run_id DESC", [rec_id])
@@ -279,7 +282,8 @@ def volatile_user_functions(staging: PsycopgDb, tree: dict) -> list[str]:
         return []
     rows = staging.query("SELECT DISTINCT format('%I.%I', n.nspname, p.proname) AS f FROM pg_catalog.pg_proc p"
                          " JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace"
-                         " WHERE p.proname::text IN (SELECT jsonb_array_elements_text($1::jsonb)) AND p.provolatile = 'v'"
+                         " WHERE p.proname::text IN (SELECT jsonb_array_elements_text($1::jsonb))"
+                         " AND p.provolatile = 'v'"
                          " AND n.nspname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1",
                          [names])
     return [r["f"] for r in rows]
@@ -377,7 +381,7 @@ def size_check(prod: PsycopgDb, staging: PsycopgDb, tables: list[tuple[str, str]
 
 # ---------------------------------------------------------------------------- parameter values
 def _qi(name: str) -> str:
-    return '"%s"' % name.replace('"', '""')
+    return quote_ident(name, always=True)
 
 
 def _literal(value) -> str:
@@ -388,7 +392,8 @@ def _stats_values(staging: PsycopgDb, tables: list[tuple[str, str]], column: str
     """Most common values, then histogram bounds, of ``column`` in the statement's tables."""
     rows = staging.query(
         "SELECT v FROM pg_catalog.pg_stats s,"
-        " LATERAL unnest(coalesce(s.most_common_vals::text::text[], '{}') || coalesce(s.histogram_bounds::text::text[], '{}'))"
+        " LATERAL unnest(coalesce(s.most_common_vals::text::text[], '{}')"
+        "                || coalesce(s.histogram_bounds::text::text[], '{}'))"
         "   WITH ORDINALITY AS u(v, i)"
         " WHERE (s.schemaname::text, s.tablename::text) IN (SELECT x->>0, x->>1 FROM jsonb_array_elements($1::jsonb) x)"
         "   AND s.attname = $2 ORDER BY s.tablename, s.inherited, i LIMIT 1000",  # inherited: a partitioned parent
@@ -559,8 +564,9 @@ def existing_objects(staging: PsycopgDb, ddl: list[str]) -> list[str]:
         else:
             parts = [_unquote(p) for p in re.findall(r'"(?:[^"]|"")*"|[^.]+', name)]
             schema, obj = (parts[0], parts[-1]) if len(parts) > 1 else (None, parts[-1])
-            if staging.scalar("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_statistic_ext s JOIN pg_catalog.pg_namespace n"
-                              " ON n.oid = s.stxnamespace WHERE s.stxname = $1 AND ($2::text IS NULL OR n.nspname = $2))",
+            if staging.scalar("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_statistic_ext s"
+                              " JOIN pg_catalog.pg_namespace n ON n.oid = s.stxnamespace"
+                              " WHERE s.stxname = $1 AND ($2::text IS NULL OR n.nspname = $2))",
                               [obj, schema]):
                 out.append(f"statistics {obj}")
     return out
@@ -709,10 +715,9 @@ def measured_confidence(rec: dict, results: list[StatementResult]) -> tuple[floa
     gain = 1 - after / before
     est = max(float(rec["est_gain_pct"] or 0) / 100.0, 0.0)
     conf = float(rec["confidence"])
-    if est <= 0:
-        value = conf * (max(gain, 0.0) ** 0.5)
-    else:
-        value = conf * (max(gain, 0.0) ** 0.5) / (est ** 0.5)
+    value = conf * (max(gain, 0.0) ** 0.5)
+    if est > 0:
+        value /= est ** 0.5
     return 100.0 * gain, max(0.0, min(1.0, value))
 
 
@@ -735,11 +740,13 @@ def _record(prod: PsycopgDb, rec: dict, results: list[StatementResult], check: d
         if r.status == "measured" and not (r.times_before and r.times_after):
             r.status, r.error = "failed", r.error or problem or "not measured"
         row = prod.one(
-            "INSERT INTO arch.validation (batch, recommendation_id, request_id, dbid, userid, queryid, status, skip_code,"
+            "INSERT INTO arch.validation (batch, recommendation_id, request_id, dbid, userid, queryid, status,"
+            " skip_code,"
             " parameters, parameter_source, runs, times_before_ms, times_after_ms, median_before_ms, median_after_ms,"
             " buffers_before, buffers_after, measured_gain_pct, est_gain_pct, plan_changes, size_check,"
             " confidence_before, confidence_measured, staging, error, noise_pct, within_noise, finished_at)"
-            " VALUES ($25::uuid, $1, $2::text::bigint, $3::text::bigint::oid, $4::text::bigint::oid, $5::text::bigint, $6, $7::text,"
+            " VALUES ($25::uuid, $1, $2::text::bigint, $3::text::bigint::oid, $4::text::bigint::oid,"
+            " $5::text::bigint, $6, $7::text,"
             " $8::jsonb, $9::text, $10, ARRAY(SELECT jsonb_array_elements_text($11::jsonb))::float8[],"
             " ARRAY(SELECT jsonb_array_elements_text($12::jsonb))::float8[], $13::text::float8, $14::text::float8,"
             " $15::text::bigint, $16::text::bigint, $17::text::float8, $18::text::float8, $19::jsonb, $20::jsonb,"
@@ -810,18 +817,21 @@ def validate_many(prod_conn, staging_dsn: str, rec_ids: list[int] | None = None,
 def pr_section(db, recommendation_id: int) -> str:
     """The measured numbers of the latest validation of a recommendation, as markdown ('' if none)."""
     rows = db.query(
-        "SELECT v.queryid, v.status, v.skip_code, v.within_noise, v.noise_pct, v.runs, v.median_before_ms, v.median_after_ms, v.buffers_before,"
+        "SELECT v.queryid, v.status, v.skip_code, v.within_noise, v.noise_pct, v.runs, v.median_before_ms,"
+        " v.median_after_ms, v.buffers_before,"
         " v.buffers_after, v.measured_gain_pct, v.est_gain_pct, v.plan_changes, v.confidence_before,"
         " v.confidence_measured, v.error, v.parameter_source, v.finished_at::text AS finished_at"
         " FROM arch.validation v WHERE v.recommendation_id = $1"
-        " AND v.batch = (SELECT w.batch FROM arch.validation w WHERE w.recommendation_id = $1 ORDER BY w.id DESC LIMIT 1)"
+        " AND v.batch = (SELECT w.batch FROM arch.validation w WHERE w.recommendation_id = $1"
+        "                ORDER BY w.id DESC LIMIT 1)"
         " ORDER BY v.id", [recommendation_id])
     if not rows:
         return ""
     lines = ["### Measured on staging", "",
              "`EXPLAIN (ANALYZE, BUFFERS)` on the staging database before and after the change (then undone); "
              "medians of the timed runs.", "",
-             "| queryid | status | runs | before (ms) | after (ms) | measured gain | estimated gain | buffers before → after |",
+             "| queryid | status | runs | before (ms) | after (ms) | measured gain | estimated gain"
+             " | buffers before → after |",
              "|---|---|---|---|---|---|---|---|"]
 
     def f(v, fmt="{:,.2f}"):

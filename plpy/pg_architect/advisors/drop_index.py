@@ -43,6 +43,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import pairwise
 
 # The only place this module reaches into the rest of the package (the integrator may re-point it).
 from ..db import LOCK_NOT_AVAILABLE, Db, DbError, UserError
@@ -79,7 +80,8 @@ WITH idx AS (
   JOIN pg_catalog.pg_namespace n ON n.oid = tc.relnamespace
   WHERE NOT ic.relispartition
     AND tc.relpersistence <> 't'
-    AND n.nspname <> ALL (ARRAY(SELECT pg_catalog.jsonb_array_elements_text($1::jsonb))) AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'
+    AND n.nspname <> ALL (ARRAY(SELECT pg_catalog.jsonb_array_elements_text($1::jsonb)))
+    AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'
     AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
                     WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid IN (i.indexrelid, i.indrelid)
                       AND d.deptype = 'e')
@@ -144,7 +146,8 @@ WHERE i.indrelid = ANY (ARRAY(SELECT pg_catalog.jsonb_array_elements_text($1::js
 
 _FOREIGN_KEYS = """
 SELECT c.conrelid, c.conname, c.conkey::int2[] AS conkey, c.confrelid::regclass::text AS referenced
-FROM pg_catalog.pg_constraint c WHERE c.contype = 'f' AND c.conrelid = ANY (ARRAY(SELECT pg_catalog.jsonb_array_elements_text($1::jsonb)::oid))
+FROM pg_catalog.pg_constraint c
+WHERE c.contype = 'f' AND c.conrelid = ANY (ARRAY(SELECT pg_catalog.jsonb_array_elements_text($1::jsonb)::oid))
 """
 
 
@@ -161,7 +164,8 @@ def _read_indexes(db: Db) -> list[dict]:
         if exc.sqlstate == LOCK_NOT_AVAILABLE:
             raise UserError("an index is locked: its size cannot be read now", detail=str(exc).splitlines()[0],
                             hint="Another session holds an ACCESS EXCLUSIVE lock (DROP / REINDEX / ALTER); "
-                                 "try again later or raise arch.settings.lock_timeout.", sqlstate=exc.sqlstate) from None
+                                 "try again later or raise arch.settings.lock_timeout.",
+                            sqlstate=exc.sqlstate) from None
         raise
     finally:
         db.execute("SELECT pg_catalog.set_config('lock_timeout', $1, true)", [old])
@@ -324,12 +328,13 @@ def _usage(history: list[dict], ix: Index, stats_reset, now, window_start) -> Us
     if not base:
         return Usage(False, why_not="no snapshot old enough")
     b = base[-1]
-    later = [h for h in history if h["taken_at"] >= b["taken_at"]] + [dict(ix.live, taken_at=now, stats_reset=stats_reset)]
+    later = ([h for h in history if h["taken_at"] >= b["taken_at"]]
+             + [dict(ix.live, taken_at=now, stats_reset=stats_reset)])
     if any(h["stats_reset"] != b["stats_reset"] for h in later):
         return Usage(False, why_not="the statistics were reset inside the window")
     for col in ("n_tup_ins", "n_tup_upd"):
         values = [int(h[col]) for h in later]
-        if any(x > y for x, y in zip(values, values[1:])):
+        if any(x > y for x, y in pairwise(values)):
             return Usage(False, why_not="the statistics were reset inside the window")
     if any(int(h["idx_scan"]) != int(b["idx_scan"]) for h in later):
         return Usage(False, why_not="scanned in the window")
@@ -346,11 +351,11 @@ def _writes_per_day(history: list[dict], ix: Index, stats_reset, now) -> tuple[f
             and int(h["n_tup_ins"]) <= int(live["n_tup_ins"]) and int(h["n_tup_upd"]) <= int(live["n_tup_upd"])]
     if same:
         h = same[0]
-        start, label = h["taken_at"], "since the snapshot of %s" % _day(h["taken_at"])
+        start, label = h["taken_at"], f"since the snapshot of {_day(h['taken_at'])}"
         written = ((int(live["n_tup_ins"]) - int(h["n_tup_ins"])) + (int(live["n_tup_upd"]) - int(h["n_tup_upd"]))
                    - (int(live["n_tup_hot_upd"]) - int(h["n_tup_hot_upd"])))
     elif stats_reset is not None:
-        start, label = stats_reset, "since the statistics reset of %s" % _day(stats_reset)
+        start, label = stats_reset, f"since the statistics reset of {_day(stats_reset)}"
         written = int(live["n_tup_ins"]) + int(live["n_tup_upd"]) - int(live["n_tup_hot_upd"])
     else:
         return None, "unknown: no snapshot of the table yet and the statistics were never reset"
@@ -397,7 +402,8 @@ def rollback_ddl(db: Db, ix: Index) -> str:
         d = _with_tablespace(ix.indexdef, ix.tablespace, ix.predicate)
         return _CREATE.sub(lambda m: f"CREATE {m.group(1) or ''}INDEX CONCURRENTLY IF NOT EXISTS ", d, count=1) + ";"
     tree = db.query(
-        "SELECT t.relid::oid AS relid, t.parentrelid::oid AS parentrelid, t.isleaf, t.level, pg_catalog.pg_get_indexdef(t.relid) AS def,"
+        "SELECT t.relid::oid AS relid, t.parentrelid::oid AS parentrelid, t.isleaf, t.level,"
+        "  pg_catalog.pg_get_indexdef(t.relid) AS def,"
         "  pg_catalog.format('%I.%I', n.nspname, c.relname) AS qname"
         " FROM pg_catalog.pg_partition_tree($1::oid) t JOIN pg_catalog.pg_class c ON c.oid = t.relid"
         " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace ORDER BY t.level, c.relname", [ix.oid])
@@ -419,7 +425,8 @@ def rollback_ddl(db: Db, ix: Index) -> str:
             lines.append(_CREATE.sub(lambda m: f"CREATE {m.group(1) or ''}INDEX CONCURRENTLY IF NOT EXISTS ",
                                      node["def"], count=1) + ";")
             return
-        lines.append(_CREATE.sub(lambda m: f"CREATE {m.group(1) or ''}INDEX IF NOT EXISTS ", node["def"], count=1) + ";")
+        lines.append(_CREATE.sub(lambda m: f"CREATE {m.group(1) or ''}INDEX IF NOT EXISTS ", node["def"], count=1)
+                     + ";")
         for c in children.get(int(node["relid"]), []):
             build(c)
             lines.append(f"ALTER INDEX {node['qname']} ATTACH PARTITION {c['qname']};")
@@ -492,7 +499,8 @@ def advise(db: Db) -> list[Advice]:
         for f in fks.get(ix.table_oid, []):
             conkey = [int(k) for k in f["conkey"]]
             if ix.covers_fk(conkey) and not any(
-                    indexes[o].covers_fk(conkey) for o in remaining if o != ix.oid and indexes[o].table_oid == ix.table_oid):
+                    indexes[o].covers_fk(conkey) for o in remaining
+                    if o != ix.oid and indexes[o].table_oid == ix.table_oid):
                 return f
         return None
 
@@ -529,7 +537,8 @@ def advise(db: Db) -> list[Advice]:
         days = (now - u.since) / 86400.0
         evidence = (f"idx_scan stayed {ix.scans:,} from the snapshot of {_day(u.since)} ({days:,.1f} days ago;"
                     f" unused_index_window {st.unused_index_window}) until now"
-                    + (f" ({u.snapshots} snapshot{'s' if u.snapshots != 1 else ''} in between agree)" if u.snapshots else "")
+                    + (f" ({u.snapshots} snapshot{'s' if u.snapshots != 1 else ''} in between agree)"
+                       if u.snapshots else "")
                     + ", and the statistics were not reset in between"
                     + (f" (last reset {_day(stats_reset)})" if stats_reset is not None else " (never reset)"))
         try_drop(ix, "unused", None, evidence)
@@ -600,19 +609,22 @@ def _rationale(ix: Index, reason: str, cover: Index | None, evidence: str, per_d
                measured: str) -> str:
     parts = []
     if reason == "unused":
-        parts.append(f"{ix.name} {_columns(ix)} on {ix.table}, {_mb(ix.size)}, was never scanned in the window: {evidence}."
+        parts.append(f"{ix.name} {_columns(ix)} on {ix.table}, {_mb(ix.size)}, was never scanned in the window:"
+                     f" {evidence}."
                      " Scans on hot standbys are not in these statistics: check the replicas before dropping it.")
     elif reason == "duplicate":
         parts.append(f"{ix.name} is an exact duplicate of {cover.name} ({_columns(ix)}: same table, access method,"
                      f" columns, operator classes, collations, orderings, predicate and INCLUDE columns); {evidence}"
-                     f" {ix.name} is {_mb(ix.size)} and was scanned {ix.scans:,} times since its creation or the last statistics reset;"
+                     f" {ix.name} is {_mb(ix.size)} and was scanned {ix.scans:,} times since its creation"
+                     " or the last statistics reset;"
                      f" those scans can use {cover.name} ({_mb(cover.size)}).")
     else:
         parts.append(f"The key columns of {ix.name} {_columns(ix)} are the leading key columns of {cover.name}"
                      f" {_columns(cover)}, with the same operator classes, collations, orderings and predicate,"
                      f" and {cover.name} has its INCLUDE columns too: every scan of {ix.name} can use {cover.name}"
                      f" ({_mb(cover.size)}; a wider index, so such scans read somewhat more pages)."
-                     f" {ix.name} is {_mb(ix.size)} and was scanned {ix.scans:,} times since its creation or the last statistics reset."
+                     f" {ix.name} is {_mb(ix.size)} and was scanned {ix.scans:,} times since its creation"
+                     " or the last statistics reset."
                      + (f" {evidence}" if evidence else ""))
     if per_day is None:
         parts.append(f"Index entries written per day on {ix.table}: {measured}.")

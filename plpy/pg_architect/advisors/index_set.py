@@ -209,7 +209,7 @@ class Search:
     # -- costing ------------------------------------------------------------------------
     def _use(self, st: Statement) -> None:
         self.db.execute("SELECT set_config('search_path', $1, true)",
-                        [", ".join('"%s"' % p.replace('"', '""') for p in st.path) or "pg_catalog"])
+                        [", ".join(quote_ident(p, always=True) for p in st.path) or "pg_catalog"])
         self.prover.run_as = self.plan_as.wrapper_for(st.userid)
         self.prover.text = st.text
         self.prover.types = list(st.types)
@@ -334,7 +334,7 @@ class Search:
         self.prover.run_as = self.plan_as.wrapper_for(st.userid)
         st.path = search_path_for(self.db, st.userid)
         self.db.execute("SELECT set_config('search_path', $1, true)",
-                        [", ".join('"%s"' % p.replace('"', '""') for p in st.path) or "pg_catalog"])
+                        [", ".join(quote_ident(p, always=True) for p in st.path) or "pg_catalog"])
         cat = PgCatalog(self.db, st.path)
         info = analyze_statement(st.text, cat, max_length=s.max_statement_length)
         if not info.tables:
@@ -421,7 +421,7 @@ class Search:
         heapq.heapify(heap)
         step = 0  # moves taken so far: an entry evaluated at this step is exact
         while heap:
-            neg, d, at = heapq.heappop(heap)
+            _, d, at = heapq.heappop(heap)
             if d in chosen or any(serves(self.pool[c].cand, self.pool[d].cand) for c in chosen):
                 continue
             net, size, removed = self._move(d, chosen, current)

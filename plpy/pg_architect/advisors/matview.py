@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from ..analyze import SkipStatement
 from ..db import QUERY_CANCELED, Db, DbError, UserError
 from ..security import PlanAs
+from ..sqltext import quote_ident
 from . import partition
 
 KIND_MV = "materialized_view"
@@ -144,7 +145,7 @@ class _Planner:
     def cost(self, userid: int, sql: str, nparams: int) -> tuple[float, float]:
         """(total cost, rows) of ``sql``'s generic plan, planned as role ``userid``."""
         fn = self.plan_as.wrapper_for(userid)
-        path = ", ".join('"%s"' % p.replace('"', '""') for p in partition.search_path_for(self.db, userid))
+        path = ", ".join(quote_ident(p, always=True) for p in partition.search_path_for(self.db, userid))
         saved = self.db.one("SELECT current_setting('search_path') AS p, current_setting('plan_cache_mode') AS m")
         try:
             return self._cost(fn, path, sql, nparams)
@@ -276,11 +277,10 @@ def rewrite(st: partition.Stmt, name: str) -> dict:
         raise NotRewritable("a parameter outside the top-level WHERE (subquery, FROM, CTE): the view cannot hold it")
     view_sql = mv.sql(dialect="postgres")
     # The rewritten statement.
-    q = lambda n: '"%s"' % n.replace('"', '""')  # noqa: E731
-    sel = ", ".join(q(n) for n in names)
+    sel = ", ".join(quote_ident(n, always=True) for n in names)
     sql = f"SELECT {sel} FROM {name}"
     if filters:
-        sql += " WHERE " + " AND ".join(f"{q(gout[c])} = {p}" for c, p in filters)
+        sql += " WHERE " + " AND ".join(f"{quote_ident(gout[c], always=True)} = {p}" for c, p in filters)
     order = tree.args.get("order")
     if order is not None:
         items = []
@@ -291,8 +291,9 @@ def rewrite(st: partition.Stmt, name: str) -> dict:
                 ref = target.sql()
             else:
                 for n, out in zip(names, outs):
-                    if target.sql() == out.sql() or (isinstance(target, exp.Column) and not target.table and target.name == n):
-                        ref = q(n)
+                    if target.sql() == out.sql() or (isinstance(target, exp.Column) and not target.table
+                                                     and target.name == n):
+                        ref = quote_ident(n, always=True)
                         break
             if ref is None:
                 raise NotRewritable(f"ORDER BY {target.sql(dialect='postgres')} is not in the select list")
@@ -337,7 +338,8 @@ def advise(db: Db, settings: Settings | None = None, workload=None) -> list[dict
             interval = min(w["mean_write_interval_s"] for w in ww)
             base = {"queryid": s.queryid, "userid": s.userid, "calls": s.calls, "mean_ms": round(s.mean_ms, 3),
                     "reads_per_write": round(rpw, 2), "write_calls": wcalls,
-                    "rows_written": sum(w["rows_written"] for w in ww), "mean_write_interval_s": round(interval, 1) if math.isfinite(interval) else None}
+                    "rows_written": sum(w["rows_written"] for w in ww),
+                    "mean_write_interval_s": round(interval, 1) if math.isfinite(interval) else None}
             if (s.aggregate and s.calls >= settings.matview_min_calls and s.mean_ms >= settings.matview_min_mean_time_ms
                     and rpw >= settings.matview_min_reads_per_write):
                 try:
@@ -397,7 +399,7 @@ def _matview(db: Db, planner: _Planner, s: partition.Stmt, settings: Settings, w
         return _not_advised(s, KIND_MV, est, f"refreshing every {_fmt_s(step_s)} costs {refresh_ms:,.1f} ms, more "
                             f"than the {rate * step_s * (s.mean_ms - read_ms):,.1f} ms the view saves in that time")
     idx = partition._q(db, f"{mv_name[:55]}_key")
-    ucols = ", ".join('"%s"' % c.replace('"', '""') for c in rw["unique_columns"])
+    ucols = ", ".join(quote_ident(c, always=True) for c in rw["unique_columns"])
     job = f"arch_refresh_{mv_name}"
     ddl = (f"CREATE MATERIALIZED VIEW {qmv} AS {rw['view_sql']};\n"
            f"CREATE UNIQUE INDEX {idx} ON {qmv} ({ucols});\n"
@@ -407,7 +409,8 @@ def _matview(db: Db, planner: _Planner, s: partition.Stmt, settings: Settings, w
     why_filters = (f" The statement's parameters filter the GROUP BY column(s) {', '.join(rw['filters'])}: the "
                    f"rewrite reads one group of the view." if rw["filters"] else "")
     rationale = (f"Called {s.calls:,} times ({rate * 3600:,.1f}/h), {s.mean_ms:,.1f} ms each, over tables written by "
-                 f"{base['write_calls']:,} statement call(s) in the window ({base['reads_per_write']:,.0f} reads per write; "
+                 f"{base['write_calls']:,} statement call(s) in the window"
+                 f" ({base['reads_per_write']:,.0f} reads per write; "
                  f"{base['rows_written']:,} rows written per pg_stat_user_tables). A materialized view refreshed every "
                  f"{_fmt_s(step_s)} (tolerated staleness {_fmt_s(settings.matview_max_staleness_s)}; "
                  f"{_written(interval)}) answers it in about {read_ms:,.2f} ms; a refresh costs about "
@@ -425,7 +428,8 @@ def _cache(db: Db, s: partition.Stmt, settings: Settings, window: float, interva
     k = 1.0
     for tb, c in keys_cols:
         k *= _n_distinct(db, tb, c) or 1.0
-    reltuples = db.scalar("SELECT greatest(reltuples, 1)::float8 FROM pg_class WHERE oid = format('%I.%I', $1::text, $2::text)::regclass",
+    reltuples = db.scalar("SELECT greatest(reltuples, 1)::float8 FROM pg_class"
+                          " WHERE oid = format('%I.%I', $1::text, $2::text)::regclass",
                           list(t)) or 1.0
     if keys_cols:
         k = min(k, reltuples)

@@ -350,7 +350,8 @@ def _big_tables(db: Db, min_bytes: float) -> list[dict]:
         " pg_total_relation_size(c.oid)::float8 AS bytes, pg_relation_size(c.oid)::float8 AS heap_bytes,"
         " greatest(c.reltuples, 0)::float8 AS reltuples, pg_get_userbyid(c.relowner)::text AS owner"
         " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE c.relkind = 'r' AND NOT c.relispartition AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'arch')"
+        " WHERE c.relkind = 'r' AND NOT c.relispartition"
+        " AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'arch')"
         " AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'"
         " AND pg_total_relation_size(c.oid) >= $1::float8 ORDER BY 4 DESC", [float(min_bytes)])
 
@@ -378,7 +379,8 @@ def _bounds(db: Db, t: dict, column: str, typ: str) -> tuple[float, float] | Non
     if _leading_index(db, t["oid"], column):
         row = db.one(f"SELECT {conv(f'min({cq})')} AS lo, {conv(f'max({cq})')} AS hi FROM {tq}")
     else:
-        typname = typ if typ in TIME_TYPES else "numeric"  # timestamp stays local time: epoch as if UTC, like the literals
+        # timestamp stays local time: epoch as if UTC, like the literals
+        typname = typ if typ in TIME_TYPES else "numeric"
         # histogram bounds and most common values: a column with few distinct values has only the latter
         row = db.one(
             f"SELECT {conv('min(v)')} AS lo, {conv('max(v)')} AS hi FROM pg_stats s,"
@@ -408,7 +410,8 @@ def _referencing(db: Db, oid: int) -> list[str]:
 def _views(db: Db, oid: int) -> list[str]:
     return [r["v"] for r in db.query(
         "SELECT DISTINCT v.oid::regclass::text AS v FROM pg_depend d JOIN pg_rewrite w ON w.oid = d.objid"
-        " JOIN pg_class v ON v.oid = w.ev_class WHERE d.refobjid = $1::bigint::oid AND d.classid = 'pg_rewrite'::regclass"
+        " JOIN pg_class v ON v.oid = w.ev_class"
+        " WHERE d.refobjid = $1::bigint::oid AND d.classid = 'pg_rewrite'::regclass"
         " AND v.oid <> $1::bigint::oid ORDER BY 1", [oid])]
 
 
@@ -522,7 +525,8 @@ def _advice(db: Db, t: dict, key, best, touching: list[Stmt], total: float, wind
             continue
         if s.kind == "delete" and "range" in ops:
             saved += s.total_ms
-            served.append(s.brief(scanned_fraction=1.0 / n, effect="DELETE of old rows: drop or detach whole partitions instead"))
+            served.append(s.brief(scanned_fraction=1.0 / n,
+                                  effect="DELETE of old rows: drop or detach whole partitions instead"))
             continue
         rpc = s.rows / max(s.calls, 1) if (s.kind == "select" and not s.aggregate) else None
         f = scanned_fraction(ops, rpc, rows, n)
@@ -534,11 +538,13 @@ def _advice(db: Db, t: dict, key, best, touching: list[Stmt], total: float, wind
                 "est_gain_pct": round(100 * saved / total, 2) if total else 0.0,
                 "window_s": round(window, 1), "table_bytes": int(t["bytes"]),
                 "copy_s": plan["copy_s"], "swap_lock_s": plan["swap_lock_s"],
-                "typical_span": None if typical is None else round(typical, 3), "model": "see arch.advise_partitioning() comment"}
+                "typical_span": None if typical is None else round(typical, 3),
+                "model": "see arch.advise_partitioning() comment"}
     span_txt = (f"{(hi - lo) / 86400:,.0f} days" if kind == "time" else f"ids {lo:,.0f}..{hi:,.0f}")
     rationale = (f"{t['schema']}.{t['name']} is {_mb(t['bytes'])}; {share * 100:.0f} % of the {total:,.0f} ms its "
                  f"statements spent filter on {col} ({typ}). Its data spans {span_txt}: RANGE partitions of "
-                 f"{step_sql} give {n} partitions (at most {MAX_PARTITIONS} over the data, plus {FUTURE_PARTITIONS} ahead and a DEFAULT one). "
+                 f"{step_sql} give {n} partitions (at most {MAX_PARTITIONS} over the data,"
+                 f" plus {FUTURE_PARTITIONS} ahead and a DEFAULT one). "
                  f"Estimated pruning saves {saved:,.0f} ms ({estimate['est_gain_pct']:.1f} %) of that time "
                  f"(upper bound: statements scanning sequentially). "
                  f"{len(not_pruned)} statement(s) would not prune.")
@@ -685,7 +691,8 @@ def migration_plan(db: Db, t: dict, col: str, typ: str, step_sql: str, step: flo
               for a, b in ranges[:hot_i]]
     cold = f"{qc} >= {lit(first)} AND {qc} < {lit(hot)}"
     rest = f"{qc} IS NULL OR {qc} < {lit(first)} OR {qc} >= {lit(hot)}"
-    verify = (f"DO $verify$ BEGIN IF (SELECT count(*) FROM {old} WHERE {cold}) <> (SELECT count(*) FROM {new} WHERE {cold})"
+    verify = (f"DO $verify$ BEGIN IF (SELECT count(*) FROM {old} WHERE {cold})"
+              f" <> (SELECT count(*) FROM {new} WHERE {cold})"
               f" THEN RAISE EXCEPTION 'partitioning {s}.{name}: the copied ranges differ from the table (rows changed"
               f" during the copy): truncate {s}.{new_name} and copy again'; END IF; END $verify$;")
     owner = _q(db, t["owner"])
@@ -708,8 +715,10 @@ def migration_plan(db: Db, t: dict, col: str, typ: str, step_sql: str, step: flo
             swap.append(f"ALTER SEQUENCE {q['seq']} OWNED BY {old}.{qcol};")
             back.append(f"ALTER SEQUENCE {q['seq']} OWNED BY {old}.{qcol};")
     if partman:  # pg_partman's configuration names the parent: follow the renames
-        swap.append(f"UPDATE {partman[0]}.part_config SET parent_table = '{s}.{name}' WHERE parent_table = '{s}.{new_name}';")
-        back.append(f"UPDATE {partman[0]}.part_config SET parent_table = '{s}.{new_name}' WHERE parent_table = '{s}.{name}';")
+        swap.append(f"UPDATE {partman[0]}.part_config SET parent_table = '{s}.{name}'"
+                    f" WHERE parent_table = '{s}.{new_name}';")
+        back.append(f"UPDATE {partman[0]}.part_config SET parent_table = '{s}.{new_name}'"
+                    f" WHERE parent_table = '{s}.{name}';")
     swap += _grants(db, t["oid"], old)
     swap.append("COMMIT;")
     back.append("COMMIT;")
@@ -722,7 +731,8 @@ def migration_plan(db: Db, t: dict, col: str, typ: str, step_sql: str, step: flo
         {"step": 1, "title": "create the partitioned table and its partitions", "sql": "\n".join(create + parts),
          "lock": f"ACCESS SHARE on {s}.{name} (LIKE); the new table is not used yet", "est_duration_s": 1.0,
          "transaction": "its own"},
-        {"step": 2, "title": f"copy the {len(copies)} cold range(s) in batches, one per partition", "sql": "\n".join(copies),
+        {"step": 2, "title": f"copy the {len(copies)} cold range(s) in batches, one per partition",
+         "sql": "\n".join(copies),
          "lock": f"ACCESS SHARE on {s}.{name}: reads and writes go on", "est_duration_s": copy_s,
          "transaction": "one per statement (psql autocommit)"},
         {"step": 3, "title": "verify the copied ranges", "sql": verify, "lock": "ACCESS SHARE",
@@ -732,18 +742,22 @@ def migration_plan(db: Db, t: dict, col: str, typ: str, step_sql: str, step: flo
          "est_duration_s": hot_s, "transaction": "one"},
     ]
     header = (f"-- pg_architect: RANGE-partition {s}.{name} by {col} ({step_sql} partitions).\n"
-              f"-- Run with psql (autocommit, no -1): each step commits on its own; the swap is one short transaction.\n"
+              "-- Run with psql (autocommit, no -1): each step commits on its own;"
+              " the swap is one short transaction.\n"
               f"-- Assumes rows in ranges below {lit(hot)} are not changed during the copy (step 3 checks it).\n")
-    migration = header + "\n".join(f"-- step {x['step']}: {x['title']} (lock: {x['lock']}; ~{x['est_duration_s']} s)\n{x['sql']}"
+    migration = header + "\n".join(f"-- step {x['step']}: {x['title']}"
+                                   f" (lock: {x['lock']}; ~{x['est_duration_s']} s)\n{x['sql']}"
                                    for x in steps) + "\n"
-    rollback = (f"-- pg_architect: undo the partitioning of {s}.{name}: the rows of the partitioned table outside the copied\n"
+    rollback = (f"-- pg_architect: undo the partitioning of {s}.{name}:"
+                " the rows of the partitioned table outside the copied\n"
                 f"-- ranges (written since the swap) go back to the old table, the names are swapped back.\n"
                 + "\n".join(back) + "\n")
     runbook = "\n".join(
         [f"### Runbook: partition {s}.{name} by {col}", "",
          "| step | what | lock | estimated duration |", "|---|---|---|---|"]
         + [f"| {x['step']} | {x['title']} | {x['lock']} | {x['est_duration_s']} s |" for x in steps]
-        + ["", f"Durations assume {COPY_BYTES_PER_S // 1024 // 1024} MB/s for INSERT … SELECT on a table of {_mb(size)}.",
+        + ["", f"Durations assume {COPY_BYTES_PER_S // 1024 // 1024} MB/s for INSERT … SELECT"
+               f" on a table of {_mb(size)}.",
            "Partitions ahead of the data: " + str(FUTURE_PARTITIONS) + "; later ones must be created in time "
            "(pg_partman run_maintenance, or a pg_cron job), else rows land in the DEFAULT partition.",
            f"The old table stays as {s}.{keep_name} until you drop it; the rollback uses it."]

@@ -336,7 +336,7 @@ class Sidecar:
         return vanna.train(self.db, self.vanna())
 
     def do_validate(self, req: dict) -> dict:
-        from .validate import ValidationRefused, handle_validate_request
+        from ..validate import ValidationRefused, handle_validate_request
 
         try:  # the staging DSN only ever comes from the sidecar's environment
             return handle_validate_request(self.conn, self.env.get("PGA_STAGING_DSN"), req,
