@@ -527,12 +527,6 @@ def _rows(search: Search, chosen: list[str], total: float, after: float) -> list
     return out
 
 
-def design_indexes_sql(plpy, budget_mb):
-    """arch.design_indexes(): :func:`design` inside the server, one row per chosen index."""
-    from ..entry import call
-
-    return call(plpy, lambda db: design(db, None if budget_mb is None else float(budget_mb))["rows"])
-
 
 # --------------------------------------------------------------------------- the audit's set
 @dataclass
