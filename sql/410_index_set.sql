@@ -1,5 +1,7 @@
 -- pg_architect: a set of indexes for the whole workload (issue 10). Idempotent.
 
+COMMENT ON COLUMN arch.settings.audit_index_set IS
+'true: the audit''s index recommendations are one set for all the statements it analysed (each lists every statement it serves and its share of the workload gain; audit_run.workload_cost_before_ms/after_ms recorded); false (default): the best index of each statement proven alone.';
 COMMENT ON COLUMN arch.settings.index_budget_mb IS
 'arch.design_indexes: the chosen set of indexes takes at most this many MB (estimated sizes); NULL: no cap, but every MB must pay for itself (save statement time beyond its write and storage cost).';
 COMMENT ON COLUMN arch.settings.max_indexes_per_table IS

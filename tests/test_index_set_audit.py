@@ -1,5 +1,6 @@
 """The audit's index recommendations are one set for the whole workload (issue 10), as a DBA sees it:
 
+    UPDATE arch.settings SET audit_index_set = true;
     SELECT arch.run_audit();
     SELECT ddl, confidence_factors->'workload_gain_share' FROM arch.recommendation WHERE kind = 'index';
     SELECT * FROM arch.recommendation_statement WHERE recommendation_id = 42;   -- every statement it serves
@@ -19,6 +20,13 @@ from test_index_set import (
     USER_EVENTS,
     reset_table_stats,
 )
+
+
+@pytest.fixture
+def low_thresholds(low_thresholds):
+    """As conftest's, with the audit's index set on (arch.settings.audit_index_set)."""
+    low_thresholds.sql("UPDATE arch.settings SET audit_index_set = true")
+    return low_thresholds
 
 
 def index_recs(db):

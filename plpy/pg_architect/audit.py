@@ -119,8 +119,9 @@ def _run(db: Db, cfg: settings.Settings, prover: Prover, run_id: int, t_start: f
     # replaces the per-statement indexes (the fewest indexes that serve the whole window); when
     # the search fails (a note), the per-statement indexes are kept
     t = time.monotonic()
+    use_set = bool(db.scalar("SELECT audit_index_set FROM arch.settings WHERE id"))
     got = guard.guarded(db, notes, "choosing the workload's index set", _index_set, db, prover, plan_as, run_id,
-                        [a[0] for a in analysed])
+                        [a[0] for a in analysed]) if use_set and analysed else None
     iset, by_statement = got if got is not None else (None, None)
     for st, res, proofs in analysed:
         index_proofs = ([p for p in res.proven if p.candidate.kind == "index"] if by_statement is None
