@@ -12,7 +12,7 @@ LANGUAGE plpython3u VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $python$
 if "pg_architect" not in __import__("sys").modules: plpy.execute("SELECT arch._boot()")
-from pg_architect.advisors import drop_index; return drop_index.snapshot_indexes_sql(plpy)
+from pg_architect import entry; return entry.snapshot_indexes(plpy)
 $python$;
 COMMENT ON FUNCTION arch.snapshot_indexes() IS
 'Takes one index usage snapshot now into arch.snapshot_index (idx_scan, size, table write counters, stats reset time of every user index) and prunes snapshots no longer needed; returns the number of indexes recorded.';
@@ -26,7 +26,7 @@ LANGUAGE plpython3u VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $python$
 if "pg_architect" not in __import__("sys").modules: plpy.execute("SELECT arch._boot()")
-from pg_architect.advisors import drop_index; return drop_index.advise_sql(plpy)
+from pg_architect import entry; return entry.advise_index_housekeeping(plpy)
 $python$;
 COMMENT ON FUNCTION arch.advise_index_housekeeping() IS
 'Index housekeeping advice, nothing stored: one row per existing index to drop, reason unused (idx_scan unchanged across snapshots spanning unused_index_window since the stats reset), duplicate or prefix_redundant, with DROP INDEX DDL, its rollback, size, scans, the covering index, index writes saved per day and the evidence. Never an index backing a constraint, the replica identity, a clustered index, a unique index (except an exact duplicate of another unique one) or the only index covering a foreign key (NOTICE says so).';

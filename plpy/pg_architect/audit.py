@@ -21,10 +21,14 @@ subtransaction: a bad statement records a skip reason and the audit carries on;
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
-from . import advise, guard, knowledge, outcomes, runs, security, settings, store, workflow, workload
-from .catalog import _split_search_path
+from . import advise, guard, knowledge, outcomes, prove, runs, security, settings, store, workflow, workload
+from .advisors import drop_index, index_set
+from .advisors.base import Proof
+from .advisors.index import IndexCandidate, fmt_bytes
+from .catalog import PgCatalog, _split_search_path
 from .db import Db, local_setting
 from .errors import LOCK_NOT_AVAILABLE, DbError, NotApplicable, SkipStatement, UserError, canceled
 from .prove import Prover
@@ -64,6 +68,9 @@ def _run(db: Db, cfg: settings.Settings, prover: Prover, run_id: int, t_start: f
     snap = workload.take_snapshot(db)
     selected, totals = workload.window(db, snap, min_calls=cfg.min_calls, min_mean_ms=cfg.min_mean_time_ms,
                                        limit=cfg.max_statements, exclude=lambda q: bool(OWN_CALL.search(q or "")))
+    notes = guard.Notes()  # per-object failures of the steps below: recorded, the audit carries on
+    # index usage snapshot (the drop_index advisor's evidence of unused indexes)
+    guard.guarded(db, notes, "snapshotting index usage", drop_index.snapshot_indexes, db, default=0)
     timings["workload_ms"] = (time.monotonic() - t) * 1000
     window_desc = ("totals since the statistics were reset" if snap.prev_id is None or snap.reset
                    else f"delta since {snap.prev_taken_at}")
@@ -72,13 +79,15 @@ def _run(db: Db, cfg: settings.Settings, prover: Prover, run_id: int, t_start: f
     runs.record_window(db, run_id, snap, totals, len(selected))
     # 6. remember the outcomes of applied recommendations first (2. recall uses them below)
     t = time.monotonic()
-    notes = guard.Notes()  # per-object failures of the steps below: recorded, the audit carries on
     recall = knowledge.Recall(db, run_id)
     known = outcomes.update(db, snap, prover, recall.ks, plan_as, notes)
     timings["outcomes_ms"] = (time.monotonic() - t) * 1000
-    # 4. advise and 5. prove, per statement; then 2. recall reviews the proofs
+    # 4. advise and 5. prove, per statement; then 2. recall reviews the proofs (the index proofs
+    # after the workload's index set is chosen, below)
     merged: dict[str, store.Merged] = {}
     analyzed = skipped = tested = 0
+    analysed: list[tuple[WindowStatement, advise.StatementResult, list]] = []
+    records: list[tuple] = []
     t = time.monotonic()
     for i, st in enumerate(selected, 1):
         db.progress(i - 1, len(selected), _short(st.query, 60))
@@ -94,18 +103,43 @@ def _run(db: Db, cfg: settings.Settings, prover: Prover, run_id: int, t_start: f
             tested += res.candidates_tested
             reason = res.note or reason
             proofs = guard.guarded(db, notes, f"knowledge recall for queryid {st.queryid}",
-                                   recall.review, st, res, default=[])  # rejected ones skipped, history
+                                   recall.review, st, _only(res, lambda p: p.candidate.kind != "index"),
+                                   default=[])  # rejected ones skipped, history
             store.merge(merged, st, proofs)
+            analysed.append((st, res, proofs))
         else:
             skipped += 1
             db.notice(f"pg_architect:     skipped ({code}): {reason}")
-        runs.record_statement(db, run_id, st, "analyzed" if res is not None else "skipped", code, reason,
-                              res.cost_before if res else None, res.candidates_tested if res else 0,
-                              len(proofs), (time.monotonic() - t0) * 1000)
+        records.append((st, "analyzed" if res is not None else "skipped", code, reason,
+                        res.cost_before if res else None, res.candidates_tested if res else 0,
+                        proofs, (time.monotonic() - t0) * 1000))
     db.progress(len(selected), len(selected), "done")
     timings["analyze_ms"] = (time.monotonic() - t) * 1000
+    # 4. advise and 5. prove at the workload level: one index set for every analysed statement
+    # replaces the per-statement indexes (the fewest indexes that serve the whole window); when
+    # the search fails (a note), the per-statement indexes are kept
+    t = time.monotonic()
+    use_set = bool(db.scalar("SELECT audit_index_set FROM arch.settings WHERE id"))
+    got = guard.guarded(db, notes, "choosing the workload's index set", _index_set, db, prover, plan_as, run_id,
+                        [a[0] for a in analysed]) if use_set and analysed else None
+    iset, by_statement = got if got is not None else (None, None)
+    for st, res, proofs in analysed:
+        index_proofs = ([p for p in res.proven if p.candidate.kind == "index"] if by_statement is None
+                        else by_statement.get((int(st.queryid), int(st.userid)), []))
+        reviewed = guard.guarded(db, notes, f"knowledge recall for queryid {st.queryid}",
+                                 recall.review, st, _only(res, lambda p, keep=index_proofs: False, extra=index_proofs),
+                                 default=[])
+        store.merge(merged, st, reviewed)
+        proofs.extend(reviewed)
+    for st, outcome, code, reason, cost, n_tested, proofs, ms in records:
+        runs.record_statement(db, run_id, st, outcome, code, reason, cost, n_tested, len(proofs), ms)
+    timings["index_set_ms"] = (time.monotonic() - t) * 1000
     # 6. remember
     new, updated = store.store(db, run_id, merged, recall, notes)
+    # 4-6. housekeeping of the indexes that exist (kind drop_index), stored with the same lifecycle
+    housekeeping = guard.guarded(db, notes, "index housekeeping (drop_index)", drop_index.advise, db, default=[])
+    h_new, h_updated = store.store_housekeeping(db, run_id, housekeeping, notes)
+    new, updated = new + h_new, updated + h_updated
     known.update(recall.summary())
     # 3. context (explain requests) and 7. hand over (superseded, open_pr requests)
     queued = guard.guarded(db, notes, "queueing sidecar requests", workflow.after_audit, db, run_id,
@@ -116,7 +150,11 @@ def _run(db: Db, cfg: settings.Settings, prover: Prover, run_id: int, t_start: f
     timings["total_ms"] = duration
     summary = {"run_id": run_id, "statements_seen": totals["statements_seen"],
                "statements_selected": len(selected), "statements_analyzed": analyzed, "skipped": skipped,
-               "candidates_tested": tested, "recommendations_new": new, "recommendations_updated": updated,
+               "candidates_tested": tested, "drop_index_advice": len(housekeeping),
+               "index_set": None if iset is None else {"indexes": len(iset.chosen),
+                                                       "workload_ms_before": round(iset.before_ms, 3),
+                                                       "workload_ms_after": round(iset.after_ms, 3)},
+               "recommendations_new": new, "recommendations_updated": updated,
                "window": window_desc, "snapshots_pruned": pruned, "duration_ms": round(duration, 1),
                "knowledge": known, "notes": list(notes), **queued}
     runs.finish(db, run_id, summary, duration, timings, known, list(notes))
@@ -124,6 +162,54 @@ def _run(db: Db, cfg: settings.Settings, prover: Prover, run_id: int, t_start: f
               f"{skipped} skipped, {new} new and {updated} updated recommendations"
               + (f", {len(notes)} note{'' if len(notes) == 1 else 's'} (arch.audit_runs)" if notes else ""))
     return summary
+
+
+def _only(res: advise.StatementResult, keep, extra: list | None = None) -> advise.StatementResult:
+    """``res`` with only the proofs ``keep`` accepts, plus ``extra`` (for the knowledge review)."""
+    advice = dataclasses.replace(res.advice, proven=[p for p in res.proven if keep(p)] + list(extra or []))
+    return dataclasses.replace(res, advice=advice)
+
+
+def _index_set(db: Db, prover: Prover, plan_as: security.PlanAs, run_id: int, analysed: list[WindowStatement]
+               ) -> tuple[index_set.AuditSet, dict[tuple[int, int], list[Proof]]]:
+    """The workload's index set (:func:`advisors.index_set.for_audit`) as index proofs per
+    statement: each chosen index is proven on every statement it serves (cost without any index
+    of the set and with the whole set), with its share of the workload gain; the workload's
+    estimated time before and after the set is recorded with the run."""
+    got = index_set.for_audit(db, prover, plan_as, analysed)
+    by_key = {(int(st.queryid), int(st.userid)): st for st in analysed}
+    out: dict[tuple[int, int], list[Proof]] = {}
+    for e, share, served in got.chosen:
+        cand = IndexCandidate(e.cand)
+        act = PgCatalog(db, [e.cand.schema]).table_activity(e.cand.schema, e.cand.table)
+        size_ratio = (e.size or 0) / act["bytes"] if act["bytes"] else 0.0
+        for s, before, after, changes in served:
+            wst = by_key.get((s.queryid, s.userid))
+            if wst is None or before <= 0:
+                continue
+            gain = (before - after) / before * 100.0
+            conf, factors = prove.confidence(gain / 100.0, wst.share, act["write_ratio"], size_ratio)
+            factors = {**factors, "workload_gain_share": round(share, 4), "statements_served": len(served)}
+            rationale = (f"Chosen as part of the index set for the whole workload ({len(got.chosen)} "
+                         f"index{'es' if len(got.chosen) != 1 else ''}; estimated workload time "
+                         f"{got.before_ms:,.1f} ms -> {got.after_ms:,.1f} ms): it serves {len(served)} "
+                         f"statement{'s' if len(served) != 1 else ''}, {share * 100:.1f} % of the set's estimated "
+                         f"gain. For this statement the cost {before:,.1f} becomes {after:,.1f} with the set: "
+                         f"estimated {gain:.1f} % cheaper. The statement ran {wst.calls:,} time"
+                         f"{'' if wst.calls == 1 else 's'} for {wst.total_time_ms / 1000:,.1f} s in the audit window "
+                         f"({wst.share * 100:.1f} % of all statement time). Estimated size "
+                         f"{fmt_bytes(e.size)} on a table of {fmt_bytes(act['bytes'])}; writes are "
+                         f"{act['write_ratio'] * 100:.0f} % of the table's row activity.")
+            out.setdefault((s.queryid, s.userid), []).append(Proof(
+                candidate=cand, cost_before=before, cost_after=after, gain_pct=gain, size_bytes=e.size,
+                changes=changes, confidence=conf, factors=factors, rationale=rationale,
+                table_bytes=act["bytes"]))
+    db.execute("UPDATE arch.audit_run SET workload_cost_before_ms = $2, workload_cost_after_ms = $3 WHERE id = $1",
+               [run_id, got.before_ms, got.after_ms])
+    db.notice(f"pg_architect: index set for {len(analysed)} statements: {len(got.chosen)} "
+              f"index{'es' if len(got.chosen) != 1 else ''} from {got.candidates} candidates, estimated workload "
+              f"time {got.before_ms:,.1f} ms -> {got.after_ms:,.1f} ms")
+    return got, out
 
 
 def _analyze(db: Db, prover: Prover, st: WindowStatement, cfg: settings.Settings, plan_as: security.PlanAs

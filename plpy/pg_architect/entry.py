@@ -82,5 +82,24 @@ def advise_statistics(plpy: Any, min_calls: int | None, max_statements: int | No
     return call(plpy, statistics.advise_statistics_json, min_calls, max_statements)
 
 
-__all__ = ["Db", "advise_statistics", "analyze_query", "call", "canonical_statement", "check_embedding_model",
-           "embed", "run_audit", "similar_optimizations"]
+def snapshot_indexes(plpy: Any) -> int:
+    from .advisors import drop_index
+
+    return call(plpy, drop_index.snapshot_indexes)
+
+
+def advise_index_housekeeping(plpy: Any) -> list[tuple]:
+    from .advisors import drop_index
+
+    return call(plpy, drop_index.advise_rows)
+
+
+def design_indexes(plpy: Any, budget_mb: Any) -> list[dict]:
+    from .advisors import index_set
+
+    return call(plpy, lambda db: index_set.design(db, None if budget_mb is None else float(budget_mb))["rows"])
+
+
+__all__ = ["Db", "advise_index_housekeeping", "advise_statistics", "analyze_query", "call", "canonical_statement",
+           "check_embedding_model", "design_indexes", "embed", "run_audit", "similar_optimizations",
+           "snapshot_indexes"]

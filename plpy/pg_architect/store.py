@@ -108,3 +108,54 @@ def store_one(db: Db, run_id: int, fp: str, m: Merged, recall: Recall | None) ->
             [row["id"], run_id, lst.dbid, lst.userid, lst.queryid, lp.cost_before, lp.cost_after,
              min(lp.gain_pct, 100.0)])
     return bool(row["inserted"])
+
+
+# Confidence of housekeeping advice by reason: an exact duplicate is certain, a prefix-redundant
+# one nearly (the wider index serves the same lookups, a little larger), an unused one rests on a
+# usage window that may miss a monthly job.
+DROP_CONFIDENCE = {"duplicate": 0.95, "prefix_redundant": 0.9, "unused": 0.85}
+
+
+def store_housekeeping(db: Db, run_id: int, advice: list, notes: guard.Notes | None = None) -> tuple[int, int]:
+    """Store the ``drop_index`` advice (:func:`advisors.drop_index.advise`) as recommendations of
+    kind ``drop_index``, each in its own subtransaction; (new, updated).  The fingerprint is the
+    index and the reason: the same advice found again counts one more sighting."""
+    new = updated = 0
+    for a in advice:
+        got = guard.guarded(db, notes, f"storing the drop_index of {a.index_name}", store_drop_one, db, run_id, a)
+        if got is True:
+            new += 1
+        elif got is False:
+            updated += 1
+    return new, updated
+
+
+def store_drop_one(db: Db, run_id: int, a) -> bool | None:
+    """Insert or refresh one ``drop_index`` recommendation; True when it is new, None when the
+    index is gone."""
+    ix = db.one("SELECT n.nspname::text AS schema_name, t.relname::text AS table_name, i.relname::text AS index_name"
+                " FROM pg_catalog.pg_index x JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid"
+                " JOIN pg_catalog.pg_class t ON t.oid = x.indrelid"
+                " JOIN pg_catalog.pg_namespace n ON n.oid = i.relnamespace"
+                " WHERE x.indexrelid = pg_catalog.to_regclass($1)", [a.index_name])
+    if ix is None:
+        return None
+    definition = f"drop_index {a.reason} {a.index_name}"
+    confidence = DROP_CONFIDENCE.get(a.reason, 0.85)
+    factors = {"reason": a.reason, "scans": a.scans, "size_bytes": a.size_bytes,
+               "covering_index": a.covering_index, "writes_saved_per_day": a.writes_saved_per_day}
+    values = [a.rationale, a.ddl, a.rollback, a.size_bytes, confidence, factors]
+    row = db.row(
+        "INSERT INTO arch.recommendation AS r (fingerprint, definition, kind, index_kind, schema_name, table_name,"
+        " index_name, first_audit_run_id, last_audit_run_id, rationale, ddl, rollback_ddl, est_size_bytes,"
+        " confidence, confidence_factors, cost_before, cost_after, est_gain_pct)"
+        " VALUES (md5($1), $1, 'drop_index', $2, $3, $4, $5, $6, $6, $7, $8, $9, $10, $11, $12::jsonb, 0, 0, 0)"
+        " ON CONFLICT (fingerprint) DO UPDATE SET last_audit_run_id = EXCLUDED.last_audit_run_id,"
+        " times_seen = r.times_seen + 1, updated_at = now()"
+        " RETURNING id, (xmax = 0) AS inserted, status",
+        [definition, a.reason, ix["schema_name"], ix["table_name"], ix["index_name"], run_id, *values])
+    if not row["inserted"] and row["status"] == "proposed":
+        db.execute("UPDATE arch.recommendation SET (rationale, ddl, rollback_ddl, est_size_bytes, confidence,"
+                   " confidence_factors) = ($2, $3, $4, $5, $6, $7::jsonb) WHERE id = $1 AND status = 'proposed'",
+                   [row["id"], *values])
+    return bool(row["inserted"])

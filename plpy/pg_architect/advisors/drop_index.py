@@ -202,17 +202,6 @@ def snapshot_indexes(db: Db) -> int:
     return len(rows)
 
 
-def snapshot_indexes_sql(plpy) -> int:
-    """arch.snapshot_indexes() inside the server."""
-    return _in_server(plpy, lambda db: snapshot_indexes(db))
-
-
-def _in_server(plpy, fn):
-    from ..entry import call
-
-    return call(plpy, fn)
-
-
 # --------------------------------------------------------------------------- the rules
 @dataclass
 class Index:
@@ -642,11 +631,7 @@ def _rationale(ix: Index, reason: str, cover: Index | None, evidence: str, per_d
     return " ".join(parts)
 
 
-def advise_sql(plpy):
-    """arch.advise_index_housekeeping() inside the server: rows of the SETOF result."""
-
-    def run(db):
-        return [(a.table_name, a.index_name, a.reason, a.ddl, a.rollback, a.size_bytes, a.scans,
-                 a.covering_index, a.writes_saved_per_day, a.rationale) for a in advise(db)]
-
-    return _in_server(plpy, run)
+def advise_rows(db: Db) -> list[tuple]:
+    """arch.advise_index_housekeeping()'s rows (entry.advise_index_housekeeping)."""
+    return [(a.table_name, a.index_name, a.reason, a.ddl, a.rollback, a.size_bytes, a.scans,
+             a.covering_index, a.writes_saved_per_day, a.rationale) for a in advise(db)]

@@ -54,6 +54,7 @@ from ..analyze import SkipStatement, analyze_statement
 from ..catalog import PgCatalog, search_path_for
 from ..db import QUERY_CANCELED, Db, DbError, UserError
 from ..prove import Prover
+from ..prove import plan_changes as prove_plan_changes
 from ..security import PLANNABLE_SQL_RE, PlanAs, references_temp_schema
 from ..settings import load_into as load_settings
 from ..sqltext import quote_ident
@@ -168,7 +169,10 @@ class Search:
         self.present: dict[str, int] = {}  # definition -> hypopg oid
         self.write_rows: dict[tuple[str, str], float] = {}
         self.window_factor = 1.0  # share of the table counters' period the workload window covers
+        # rows written per table during the window when the caller measured them (the audit)
+        self.window_writes: dict[tuple[str, str], float] | None = None
         self.explains = 0
+        self.hypo_names: dict[str, str] = {}  # hypopg's index name -> the candidate's name
 
     # -- hypothetical indexes ----------------------------------------------------------
     def _create(self, d: str) -> None:
@@ -176,10 +180,11 @@ class Search:
         saved = self.prover.run_as
         self.prover.run_as = self.plan_as.wrapper_for(e.userid)  # as a role that proposed it
         try:
-            oid, _ = self.prover.create_hypothetical(e.cand.hypo_sql())
+            oid, hname = self.prover.create_hypothetical(e.cand.hypo_sql())
         finally:
             self.prover.run_as = saved
         self.present[d] = oid
+        self.hypo_names[hname] = e.cand.name()
         if e.size is None:
             e.size = self.prover.hypothetical_size(oid) or 0
 
@@ -224,6 +229,19 @@ class Search:
         st.cache[key] = c
         return c
 
+    def plan_changes(self, st: Statement, chosen) -> dict:
+        """The plan nodes of ``st`` that the chosen indexes remove and add (for the rationale and
+        the pull request)."""
+        plans = []
+        for defs in (frozenset(), frozenset(d for d in chosen if self.pool[d].table in st.tables)):
+            self._materialize(st.tables, defs)
+            self._use(st)
+            try:
+                plans.append(self.prover.explain(reprepare=True))
+            except SkipStatement:
+                return {"removed": [], "added": []}
+        return prove_plan_changes(plans[0], plans[1], self.hypo_names)
+
     def workload_ms(self, chosen, tables: set | None = None) -> float:
         """Estimated time of the statements (those touching ``tables`` when given)."""
         return sum(st.ms(self.cost(st, chosen)) for st in self.statements
@@ -231,6 +249,8 @@ class Search:
 
     def write_ms(self, table: tuple[str, str]) -> float:
         """Estimated time (ms) to maintain one more index on ``table`` during the window."""
+        if table not in self.write_rows and self.window_writes is not None:
+            self.write_rows[table] = self.window_writes.get(table, 0.0)
         if table not in self.write_rows:
             r = self.db.one(
                 "SELECT coalesce(s.n_tup_ins + s.n_tup_upd - s.n_tup_hot_upd + s.n_tup_del, 0)::float8 AS w"
@@ -259,15 +279,7 @@ class Search:
             f" GROUP BY userid, queryid HAVING sum(calls) >= $2 AND sum(calls) > 0"
             f" AND sum(total_exec_time) / sum(calls) >= $3 ORDER BY sum(total_exec_time) DESC",
             [PLANNABLE_SQL_RE, int(s.min_calls), float(s.min_mean_time_ms)])
-        # Table counters run since the database's statistics were reset (or the server
-        # started); the workload since pg_stat_statements was reset: scale writes to its window.
-        w = self.db.one(
-            f'SELECT extract(epoch FROM now() - (SELECT stats_reset FROM "{pgss.replace(chr(34), chr(34) * 2)}"'
-            f'.pg_stat_statements_info))::float8 AS window_s,'
-            " extract(epoch FROM now() - coalesce((SELECT stats_reset FROM pg_stat_database"
-            " WHERE datname = current_database()), pg_postmaster_start_time()))::float8 AS stats_s")
-        if w and w["window_s"] is not None and w["stats_s"] and w["stats_s"] > 0:
-            self.window_factor = min(1.0, max(float(w["window_s"]), 0.0) / float(w["stats_s"]))
+        self.scale_writes(pgss)
         for r in rows:
             if _OWN.search(r["query"] or ""):
                 continue
@@ -278,6 +290,17 @@ class Search:
             self.statements.append(Statement(userid=int(r["userid"]), queryid=int(r["queryid"]), text=r["query"],
                                              calls=int(r["calls"]), total_ms=float(r["total_ms"])))
         return sum(st.total_ms for st in self.statements)
+
+    def scale_writes(self, pgss: str) -> None:
+        """Table counters run since the database's statistics were reset (or the server
+        started); the workload since pg_stat_statements was reset: scale writes to its window."""
+        w = self.db.one(
+            f'SELECT extract(epoch FROM now() - (SELECT stats_reset FROM "{pgss.replace(chr(34), chr(34) * 2)}"'
+            f'.pg_stat_statements_info))::float8 AS window_s,'
+            " extract(epoch FROM now() - coalesce((SELECT stats_reset FROM pg_stat_database"
+            " WHERE datname = current_database()), pg_postmaster_start_time()))::float8 AS stats_s")
+        if w and w["window_s"] is not None and w["stats_s"] and w["stats_s"] > 0:
+            self.window_factor = min(1.0, max(float(w["window_s"]), 0.0) / float(w["stats_s"]))
 
     def build_pool(self) -> None:
         kept = []
@@ -504,8 +527,84 @@ def _rows(search: Search, chosen: list[str], total: float, after: float) -> list
     return out
 
 
-def design_indexes_sql(plpy, budget_mb):
-    """arch.design_indexes(): :func:`design` inside the server, one row per chosen index."""
-    from ..entry import call
 
-    return call(plpy, lambda db: design(db, None if budget_mb is None else float(budget_mb))["rows"])
+# --------------------------------------------------------------------------- the audit's set
+@dataclass
+class AuditSet:
+    """What :func:`for_audit` chose: per chosen index, the statements it serves (their cost
+    without any index of the set and with the whole set) and its share of the workload gain."""
+
+    before_ms: float
+    after_ms: float
+    chosen: list[tuple[Entry, float, list[tuple[Statement, float, float, dict]]]]  # entry, share, served
+    skipped: list[tuple[int, str, str]]
+    candidates: int
+    explains: int
+
+
+def window_writes(db: Db) -> dict[tuple[str, str], float]:
+    """Rows written per table (inserts, non-HOT updates, deletes) since the previous index usage
+    snapshot (``arch.snapshot_index``; the audit takes one in its workload step), scaled to the
+    pg_stat_statements window when the snapshots span more.  A table without an earlier snapshot
+    (the first audit, or a table that had no index) counts no writes: not measured yet."""
+    rows = db.query(
+        "WITH cur AS (SELECT max(taken_at) AS t FROM arch.snapshot_index),"
+        " prev AS (SELECT max(taken_at) AS t FROM arch.snapshot_index, cur WHERE taken_at < cur.t),"
+        " tab AS (SELECT DISTINCT ON (s.taken_at, s.tablerelid) s.taken_at, s.tablerelid, s.schema_name, s.table_name,"
+        "   s.n_tup_ins + s.n_tup_upd - s.n_tup_hot_upd + s.n_tup_del AS w, s.stats_reset"
+        "   FROM arch.snapshot_index s, cur, prev WHERE s.taken_at IN (cur.t, prev.t))"
+        " SELECT c.schema_name, c.table_name, greatest(c.w - p.w, 0)::float8 AS w,"
+        "   extract(epoch FROM c.taken_at - p.taken_at)::float8 AS period_s"
+        " FROM tab c JOIN tab p ON p.tablerelid = c.tablerelid AND p.taken_at < c.taken_at"
+        " WHERE c.taken_at = (SELECT t FROM cur)"
+        "   AND c.stats_reset IS NOT DISTINCT FROM p.stats_reset")
+    if not rows:
+        return {}
+    pgss = db.scalar("SELECT n.nspname::text FROM pg_extension e JOIN pg_namespace n"
+                     " ON n.oid = e.extnamespace WHERE e.extname = 'pg_stat_statements'")
+    window_s = None if pgss is None else db.scalar(
+        "SELECT extract(epoch FROM now() - stats_reset)::float8 FROM "
+        + quote_ident(pgss, always=True) + ".pg_stat_statements_info")
+    out = {}
+    for r in rows:
+        period = float(r["period_s"] or 0)
+        factor = 1.0 if not window_s or period <= 0 else min(1.0, float(window_s) / period)
+        out[(r["schema_name"], r["table_name"])] = float(r["w"]) * factor
+    return out
+
+
+def for_audit(db: Db, prover: Prover, plan_as: PlanAs, statements: list) -> AuditSet:
+    """The audit's step 4 for indexes: one set for the audit's analysed statements
+    (``workload.WindowStatement``: the window's calls and time), found by the same search as
+    ``arch.design_indexes()``.  Hypothetical indexes are gone afterwards."""
+    settings = load_settings(db, Settings)
+    budget = None if settings.index_budget_mb is None else float(settings.index_budget_mb)
+    search = Search(db, settings, prover, plan_as)
+    saved_path = db.scalar("SELECT current_setting('search_path')")
+    try:
+        search.window_writes = window_writes(db)
+        search.statements = [Statement(userid=int(st.userid), queryid=int(st.queryid), text=st.query,
+                                       calls=int(st.calls), total_ms=float(st.total_time_ms))
+                             for st in statements if st.total_time_ms > 0]
+        search.build_pool()
+        total = sum(st.total_ms for st in search.statements)
+        chosen = search.prune(search.greedy(budget, total))
+        after = search.workload_ms(chosen)
+        contrib: dict[str, float] = {}
+        served: dict[str, list[tuple[Statement, float, float, dict]]] = {}
+        for d in chosen:
+            rest = [c for c in chosen if c != d]
+            tables = {search.pool[d].table}
+            contrib[d] = max(search.workload_ms(rest, tables) - search.workload_ms(chosen, tables), 0.0)
+            served[d] = [(st, st.base_cost, search.cost(st, chosen), search.plan_changes(st, chosen))
+                         for st in search.statements
+                         if search.pool[d].table in st.tables and search.cost(st, chosen) < search.cost(st, rest)]
+        whole = sum(contrib.values()) or 1.0
+        out = [(search.pool[d], contrib[d] / whole, served[d]) for d in sorted(chosen, key=lambda d: -contrib[d])]
+        return AuditSet(before_ms=total, after_ms=after, chosen=out, skipped=search.skipped,
+                        candidates=len(search.pool), explains=search.explains)
+    finally:
+        prover.run_as = None
+        search.close()
+        prover.reset()
+        db.execute("SELECT set_config('search_path', $1, true)", [saved_path])

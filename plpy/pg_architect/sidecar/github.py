@@ -211,6 +211,59 @@ def validate_rollback(rec: dict, validated=None) -> exp.Drop | list[str]:
     return tree
 
 
+def validate_drop(db: Db, rec: dict) -> exp.Drop:
+    """A ``drop_index`` recommendation: exactly one ``DROP INDEX CONCURRENTLY IF EXISTS`` (a
+    partitioned index: ``DROP INDEX IF EXISTS``) of its index, without CASCADE; the index exists,
+    on the recommendation's table, and backs no constraint.  Returns the statement's tree."""
+    tree = _parse_one(rec["ddl"], "DDL")
+    if not isinstance(tree, exp.Drop) or str(tree.args.get("kind") or "").upper() != "INDEX":
+        raise _refuse("a drop_index recommendation must be DROP INDEX")
+    targets = tree.args.get("expressions") or tree.args.get("tables") or []
+    if len(targets) != 1 or not isinstance(targets[0], exp.Table):
+        raise _refuse("the DDL must drop exactly one index")
+    t = targets[0]
+    if (_ident(t.args.get("db")), _ident(t.this)) != (rec["schema_name"], rec["index_name"]):
+        raise _refuse("the DDL drops another index than the recommendation's")
+    ix = db.one("SELECT i.relkind::text AS kind, t.relname::text AS table_name,"
+                " EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c WHERE c.conindid = i.oid) AS constrained"
+                " FROM pg_catalog.pg_class i JOIN pg_catalog.pg_namespace n ON n.oid = i.relnamespace"
+                " JOIN pg_catalog.pg_index x ON x.indexrelid = i.oid JOIN pg_catalog.pg_class t ON t.oid = x.indrelid"
+                " WHERE n.nspname = $1 AND i.relname = $2", [rec["schema_name"], rec["index_name"]])
+    if ix is None:
+        raise _refuse(f"index {rec['schema_name']}.{rec['index_name']} does not exist (already dropped?)")
+    if ix["table_name"] != rec["table_name"]:
+        raise _refuse(f"index {rec['schema_name']}.{rec['index_name']} is not on {rec['table_name']}")
+    if ix["constrained"]:
+        raise _refuse(f"index {rec['schema_name']}.{rec['index_name']} backs a constraint: never dropped")
+    if not tree.args.get("exists") or tree.args.get("cascade"):
+        raise _refuse("the DDL must be DROP INDEX ... IF EXISTS, without CASCADE")
+    if ix["kind"] != "I" and not tree.args.get("concurrently"):
+        raise _refuse("DROP INDEX without CONCURRENTLY would block the table's reads and writes")
+    return tree
+
+
+def validate_drop_rollback(rec: dict) -> list[str]:
+    """The rollback of a ``drop_index``: the index created again (CREATE INDEX on the same table,
+    under the same name; a partitioned index: its partitions' indexes built and attached)."""
+    steps = index_ddl.statements(rec["rollback_ddl"] or "")
+    if not steps:
+        raise _refuse("the rollback is empty")
+    for i, step in enumerate(steps):
+        tree = _parse_one(step, "rollback DDL")
+        if i == 0:
+            if not isinstance(tree, exp.Create) or str(tree.args.get("kind") or "").upper() != "INDEX":
+                raise _refuse("the rollback of a drop_index must be CREATE INDEX")
+            name = tree.this.this if isinstance(tree.this, exp.Index) else None
+            if _ident(name) != rec["index_name"]:
+                raise _refuse("the rollback creates another index than the one dropped")
+            table = tree.this.args.get("table") if isinstance(tree.this, exp.Index) else None
+            if table is None or _ident(table.this) != rec["table_name"]:
+                raise _refuse("the rollback creates the index on another table")
+        elif not isinstance(tree, exp.Create | exp.Alter) and not re.match(r"(?is)\s*ALTER\s+INDEX\b", step):
+            raise _refuse("the rollback of a partitioned index may only create and attach indexes")
+    return steps
+
+
 def check_files(files: list[dict], validated) -> None:
     """The migration files must hold the validated statement(s), in order, and nothing else."""
     sql_files = [f for f in files if f["path"].endswith(".sql")]
@@ -260,6 +313,8 @@ def render_files(rec: dict, fmt: str, directory: str, stamp: dt.datetime) -> lis
     """The migration file(s) for ``rec`` in ``fmt``: ``[{"path": ..., "content": ...}]``."""
     if fmt not in FORMATS:
         raise TaskError(f"unknown migration_format {fmt!r}")
+    if rec.get("kind") == "drop_index":
+        return _render_drop_files(rec, fmt, directory, stamp)
     ts = stamp.astimezone(dt.UTC).strftime("%Y%m%d%H%M%S")
     slug = _slug(rec)
     prefix = "/".join(p for p in (directory or "").strip("/").split("/") if p)
@@ -300,6 +355,91 @@ def render_files(rec: dict, fmt: str, directory: str, stamp: dt.datetime) -> lis
             {"path": path + ".conf",
              "content": "# pg_architect: CREATE INDEX CONCURRENTLY cannot run inside a transaction block.\n"
                         "executeInTransaction=false\n"}]
+
+
+DROP_NO_TRANSACTION = {
+    "sql": "DROP INDEX CONCURRENTLY cannot run inside a transaction block: " + NO_TRANSACTION_NOTE["sql"],
+    "prisma": "DROP INDEX CONCURRENTLY cannot run inside a transaction block: " + NO_TRANSACTION_NOTE["prisma"],
+    "flyway": "DROP INDEX CONCURRENTLY cannot run inside a transaction block: " + NO_TRANSACTION_NOTE["flyway"],
+}
+
+
+def _render_drop_files(rec: dict, fmt: str, directory: str, stamp: dt.datetime) -> list[dict]:
+    """The migration file(s) of a ``drop_index``: the one DROP INDEX statement; its rollback (the
+    CREATE INDEX) in the header."""
+    ts = stamp.astimezone(dt.UTC).strftime("%Y%m%d%H%M%S")
+    slug = re.sub(r"[^a-z0-9]+", "_", f"arch_rec_{rec['id']}_drop_{rec['index_name']}".lower()).strip("_")[:80]
+    prefix = "/".join(p for p in (directory or "").strip("/").split("/") if p)
+    prefix = prefix + "/" if prefix else ""
+    reason = (rec.get("index_kind") or "housekeeping").replace("_", " ")
+    header = [
+        f"-- pg_architect recommendation {rec['id']}: drop index {_one_line(rec['schema_name'])}."
+        f"{_one_line(rec['index_name'])} on {_one_line(rec['table_name'])} ({reason}).",
+        f"-- Frees about {_size(rec.get('est_size_bytes'))} and its write cost; confidence {rec['confidence']:.2f}."
+        " The evidence is in the pull request.",
+        f"-- Generated by pg_architect {pg_architect.__version__} at {stamp.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S} UTC.",
+        f"-- {DROP_NO_TRANSACTION[fmt]}",
+        "-- Rollback: " + " ".join(_one_line(x, 400) for x in index_ddl.statements(rec["rollback_ddl"] or "")),
+    ]
+    content = "\n".join(header) + "\n\n" + rec["ddl"].strip().rstrip(";") + ";\n"
+    if fmt == "sql":
+        return [{"path": f"{prefix}{ts}_{slug}.sql", "content": content}]
+    if fmt == "prisma":
+        return [{"path": f"{prefix}{ts}_{slug}/migration.sql", "content": content}]
+    path = f"{prefix}V{ts}__{slug}.sql"
+    return [{"path": path, "content": content},
+            {"path": path + ".conf",
+             "content": "# pg_architect: DROP INDEX CONCURRENTLY cannot run inside a transaction block.\n"
+                        "executeInTransaction=false\n"}]
+
+
+def render_drop_title(rec: dict) -> str:
+    return (f"pg_architect #{rec['id']}: drop index {_one_line(rec['index_name'], 80)} on "
+            f"{_one_line(rec['schema_name'])}.{_one_line(rec['table_name'])} "
+            f"({(rec.get('index_kind') or 'housekeeping').replace('_', ' ')})")[:250]
+
+
+def render_drop_body(rec: dict, files: list[dict], fmt: str, policy_note: str) -> str:
+    """The pull request of a ``drop_index``: what, the evidence (size, scans, the covering index,
+    write cost saved), the rollback and how to verify."""
+    f = rec.get("confidence_factors") or {}
+    saved = f.get("writes_saved_per_day")
+    cover = f.get("covering_index")
+    qualified = f"{quote_ident(rec['schema_name'])}.{quote_ident(rec['table_name'])}"
+    out = [
+        f"**pg_architect recommendation #{rec['id']}**: drop the index `{rec['schema_name']}.{rec['index_name']}` "
+        f"on `{rec['schema_name']}.{rec['table_name']}` "
+        f"({(rec.get('index_kind') or 'housekeeping').replace('_', ' ')}). Nothing has been applied to the "
+        "database: merging and deploying this migration is the change.",
+        "",
+        "### The change",
+        _fence(rec["ddl"].strip().rstrip(";") + ";"),
+        f"Migration ({FORMAT_NAMES[fmt]}): " + ", ".join(f"`{x['path']}`" for x in files) + ". "
+        f"{DROP_NO_TRANSACTION[fmt]}",
+        "",
+        "### Evidence",
+        f"- Size: {_size(rec.get('est_size_bytes'))}; scans since the statistics reset: "
+        f"{_num(f.get('scans'), ',.0f')}.",
+        f"- Covering index: `{_one_line(cover)}`" if cover else "- Covering index: none (the index is unused).",
+        f"- Write cost saved: {'unknown' if saved is None else f'about {float(saved):,.0f} index entries per day'}.",
+        f"- Confidence: **{rec['confidence']:.2f}**.",
+        f"- Why: {rec.get('rationale') or ''}",
+        "",
+        "### Rollback",
+        _fence("\n".join(s.rstrip(";") + ";" for s in index_ddl.statements(rec["rollback_ddl"] or ""))),
+        "",
+        "### How to verify after merge",
+        "1. The index is gone:",
+        _fence(f"SELECT indexrelid::regclass FROM pg_index WHERE indrelid = {quote_literal(qualified)}::regclass;"),
+        "2. The statements on the table keep their speed: the next audits measure them "
+        f"(`SELECT * FROM arch.recommendations WHERE id = {rec['id']};`).",
+        "",
+        "### Approval",
+        policy_note,
+        "",
+        f"<!-- pg_architect recommendation {rec['id']} -->",
+    ]
+    return "\n".join(out)
 
 
 def _fence(text: str, lang: str = "sql") -> str:
@@ -675,9 +815,9 @@ def open_pull_request(db: Db, github: Callable[[], GitHub], rec_id: int, setting
         return {"skipped": f"recommendation {rec_id} is {rec['status']}: no pull request"}
     if rec["status"] in ("pr_open", "merged", "closed") and row and row["pr_number"]:
         return {"pr_number": row["pr_number"], "url": row["url"], "state": row["state"], "already": True}
-    if rec["kind"] not in ("index", "statistics", "rewrite"):
-        raise TaskError(f"recommendation {rec_id} is a {rec['kind']}: only index, statistics and rewrite "
-                        "recommendations become pull requests", refused=True)
+    if rec["kind"] not in ("index", "drop_index", "statistics", "rewrite"):
+        raise TaskError(f"recommendation {rec_id} is a {rec['kind']}: only index, drop_index, statistics and "
+                        "rewrite recommendations become pull requests", refused=True)
     check_approved(rec)
     if not settings.get("github_repo"):
         raise TaskError("no repository to open pull requests in: UPDATE arch.settings SET github_repo = 'owner/name'")
@@ -686,6 +826,9 @@ def open_pull_request(db: Db, github: Callable[[], GitHub], rec_id: int, setting
         validated = kinds.validate_statistics(db, rec)
     elif rec["kind"] == "rewrite":
         validated = kinds.validate_rewrite(rec)
+    elif rec["kind"] == "drop_index":
+        validated = validate_drop(db, rec)
+        validate_drop_rollback(rec)
     else:
         validated = validate_ddl(db, rec)
         validate_rollback(rec, validated)
@@ -719,6 +862,9 @@ def open_pull_request(db: Db, github: Callable[[], GitHub], rec_id: int, setting
     if rec["kind"] == "index":
         title = render_title(rec)
         body = render_body(db, rec, files, row["migration_format"], _policy_note(rec, settings))
+    elif rec["kind"] == "drop_index":
+        title = render_drop_title(rec)
+        body = render_drop_body(rec, files, row["migration_format"], _policy_note(rec, settings))
     else:
         title = kinds.render_title(rec)
         body = kinds.render_body(rec, files, _policy_note(rec, settings))
