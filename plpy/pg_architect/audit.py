@@ -24,11 +24,9 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from . import advise, guard, knowledge, outcomes, prove, runs, security, settings, store, workflow, workload
+from . import advise, guard, knowledge, outcomes, runs, security, settings, store, workflow, workload
 from .advisors import drop_index, index_set
-from .advisors.base import Proof
-from .advisors.index import IndexCandidate, fmt_bytes
-from .catalog import PgCatalog, _split_search_path
+from .catalog import _split_search_path
 from .db import Db, local_setting
 from .errors import LOCK_NOT_AVAILABLE, DbError, NotApplicable, SkipStatement, UserError, canceled
 from .prove import Prover
@@ -120,7 +118,8 @@ def _run(db: Db, cfg: settings.Settings, prover: Prover, run_id: int, t_start: f
     # the search fails (a note), the per-statement indexes are kept
     t = time.monotonic()
     use_set = bool(db.scalar("SELECT audit_index_set FROM arch.settings WHERE id"))
-    got = guard.guarded(db, notes, "choosing the workload's index set", _index_set, db, prover, plan_as, run_id,
+    got = guard.guarded(db, notes, "choosing the workload's index set", index_set.audit_proofs, db, prover,
+                        plan_as, run_id,
                         [a[0] for a in analysed]) if use_set and analysed else None
     iset, by_statement = got if got is not None else (None, None)
     for st, res, proofs in analysed:
@@ -168,48 +167,6 @@ def _only(res: advise.StatementResult, keep, extra: list | None = None) -> advis
     """``res`` with only the proofs ``keep`` accepts, plus ``extra`` (for the knowledge review)."""
     advice = dataclasses.replace(res.advice, proven=[p for p in res.proven if keep(p)] + list(extra or []))
     return dataclasses.replace(res, advice=advice)
-
-
-def _index_set(db: Db, prover: Prover, plan_as: security.PlanAs, run_id: int, analysed: list[WindowStatement]
-               ) -> tuple[index_set.AuditSet, dict[tuple[int, int], list[Proof]]]:
-    """The workload's index set (:func:`advisors.index_set.for_audit`) as index proofs per
-    statement: each chosen index is proven on every statement it serves (cost without any index
-    of the set and with the whole set), with its share of the workload gain; the workload's
-    estimated time before and after the set is recorded with the run."""
-    got = index_set.for_audit(db, prover, plan_as, analysed)
-    by_key = {(int(st.queryid), int(st.userid)): st for st in analysed}
-    out: dict[tuple[int, int], list[Proof]] = {}
-    for e, share, served in got.chosen:
-        cand = IndexCandidate(e.cand)
-        act = PgCatalog(db, [e.cand.schema]).table_activity(e.cand.schema, e.cand.table)
-        size_ratio = (e.size or 0) / act["bytes"] if act["bytes"] else 0.0
-        for s, before, after, changes in served:
-            wst = by_key.get((s.queryid, s.userid))
-            if wst is None or before <= 0:
-                continue
-            gain = (before - after) / before * 100.0
-            conf, factors = prove.confidence(gain / 100.0, wst.share, act["write_ratio"], size_ratio)
-            factors = {**factors, "workload_gain_share": round(share, 4), "statements_served": len(served)}
-            rationale = (f"Chosen as part of the index set for the whole workload ({len(got.chosen)} "
-                         f"index{'es' if len(got.chosen) != 1 else ''}; estimated workload time "
-                         f"{got.before_ms:,.1f} ms -> {got.after_ms:,.1f} ms): it serves {len(served)} "
-                         f"statement{'s' if len(served) != 1 else ''}, {share * 100:.1f} % of the set's estimated "
-                         f"gain. For this statement the cost {before:,.1f} becomes {after:,.1f} with the set: "
-                         f"estimated {gain:.1f} % cheaper. The statement ran {wst.calls:,} time"
-                         f"{'' if wst.calls == 1 else 's'} for {wst.total_time_ms / 1000:,.1f} s in the audit window "
-                         f"({wst.share * 100:.1f} % of all statement time). Estimated size "
-                         f"{fmt_bytes(e.size)} on a table of {fmt_bytes(act['bytes'])}; writes are "
-                         f"{act['write_ratio'] * 100:.0f} % of the table's row activity.")
-            out.setdefault((s.queryid, s.userid), []).append(Proof(
-                candidate=cand, cost_before=before, cost_after=after, gain_pct=gain, size_bytes=e.size,
-                changes=changes, confidence=conf, factors=factors, rationale=rationale,
-                table_bytes=act["bytes"]))
-    db.execute("UPDATE arch.audit_run SET workload_cost_before_ms = $2, workload_cost_after_ms = $3 WHERE id = $1",
-               [run_id, got.before_ms, got.after_ms])
-    db.notice(f"pg_architect: index set for {len(analysed)} statements: {len(got.chosen)} "
-              f"index{'es' if len(got.chosen) != 1 else ''} from {got.candidates} candidates, estimated workload "
-              f"time {got.before_ms:,.1f} ms -> {got.after_ms:,.1f} ms")
-    return got, out
 
 
 def _analyze(db: Db, prover: Prover, st: WindowStatement, cfg: settings.Settings, plan_as: security.PlanAs

@@ -44,6 +44,7 @@ import heapq
 import re
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .. import (
     guard,
@@ -54,11 +55,17 @@ from ..analyze import SkipStatement, analyze_statement
 from ..catalog import PgCatalog, search_path_for
 from ..db import QUERY_CANCELED, Db, DbError, UserError
 from ..prove import Prover
+from ..prove import confidence as prove_confidence
 from ..prove import plan_changes as prove_plan_changes
 from ..security import PLANNABLE_SQL_RE, PlanAs, references_temp_schema
 from ..settings import load_into as load_settings
 from ..sqltext import quote_ident
 from . import index_join_candidates
+from .base import Proof
+from .index import IndexCandidate, fmt_bytes
+
+if TYPE_CHECKING:
+    from ..workload import WindowStatement
 from .index_candidates import Candidate, generate_candidates, normalize_sql_fragment
 
 # Estimated time to maintain one b-tree index entry for one written row (ms): insert of the
@@ -608,3 +615,45 @@ def for_audit(db: Db, prover: Prover, plan_as: PlanAs, statements: list) -> Audi
         search.close()
         prover.reset()
         db.execute("SELECT set_config('search_path', $1, true)", [saved_path])
+
+
+def audit_proofs(db: Db, prover: Prover, plan_as: PlanAs, run_id: int, analysed: list[WindowStatement]
+                 ) -> tuple[AuditSet, dict[tuple[int, int], list[Proof]]]:
+    """The workload's index set (:func:`advisors.index_set.for_audit`) as index proofs per
+    statement: each chosen index is proven on every statement it serves (cost without any index
+    of the set and with the whole set), with its share of the workload gain; the workload's
+    estimated time before and after the set is recorded with the run."""
+    got = for_audit(db, prover, plan_as, analysed)
+    by_key = {(int(st.queryid), int(st.userid)): st for st in analysed}
+    out: dict[tuple[int, int], list[Proof]] = {}
+    for e, share, served in got.chosen:
+        cand = IndexCandidate(e.cand)
+        act = PgCatalog(db, [e.cand.schema]).table_activity(e.cand.schema, e.cand.table)
+        size_ratio = (e.size or 0) / act["bytes"] if act["bytes"] else 0.0
+        for s, before, after, changes in served:
+            wst = by_key.get((s.queryid, s.userid))
+            if wst is None or before <= 0:
+                continue
+            gain = (before - after) / before * 100.0
+            conf, factors = prove_confidence(gain / 100.0, wst.share, act["write_ratio"], size_ratio)
+            factors = {**factors, "workload_gain_share": round(share, 4), "statements_served": len(served)}
+            rationale = (f"Chosen as part of the index set for the whole workload ({len(got.chosen)} "
+                         f"index{'es' if len(got.chosen) != 1 else ''}; estimated workload time "
+                         f"{got.before_ms:,.1f} ms -> {got.after_ms:,.1f} ms): it serves {len(served)} "
+                         f"statement{'s' if len(served) != 1 else ''}, {share * 100:.1f} % of the set's estimated "
+                         f"gain. For this statement the cost {before:,.1f} becomes {after:,.1f} with the set: "
+                         f"estimated {gain:.1f} % cheaper. The statement ran {wst.calls:,} time"
+                         f"{'' if wst.calls == 1 else 's'} for {wst.total_time_ms / 1000:,.1f} s in the audit window "
+                         f"({wst.share * 100:.1f} % of all statement time). Estimated size "
+                         f"{fmt_bytes(e.size)} on a table of {fmt_bytes(act['bytes'])}; writes are "
+                         f"{act['write_ratio'] * 100:.0f} % of the table's row activity.")
+            out.setdefault((s.queryid, s.userid), []).append(Proof(
+                candidate=cand, cost_before=before, cost_after=after, gain_pct=gain, size_bytes=e.size,
+                changes=changes, confidence=conf, factors=factors, rationale=rationale,
+                table_bytes=act["bytes"]))
+    db.execute("UPDATE arch.audit_run SET workload_cost_before_ms = $2, workload_cost_after_ms = $3 WHERE id = $1",
+               [run_id, got.before_ms, got.after_ms])
+    db.notice(f"pg_architect: index set for {len(analysed)} statements: {len(got.chosen)} "
+              f"index{'es' if len(got.chosen) != 1 else ''} from {got.candidates} candidates, estimated workload "
+              f"time {got.before_ms:,.1f} ms -> {got.after_ms:,.1f} ms")
+    return got, out
