@@ -117,7 +117,7 @@ def _run(db: Db, cfg: settings.Settings, prover: Prover, run_id: int, t_start: f
     # replaces the per-statement indexes (the fewest indexes that serve the whole window); when
     # the search fails (a note), the per-statement indexes are kept
     t = time.monotonic()
-    use_set = bool(db.scalar("SELECT audit_index_set FROM arch.settings WHERE id"))
+    use_set = cfg.audit_index_set
     got = guard.guarded(db, notes, "choosing the workload's index set", index_set.audit_proofs, db, prover,
                         plan_as, run_id,
                         [a[0] for a in analysed]) if use_set and analysed else None

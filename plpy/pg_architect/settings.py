@@ -32,6 +32,7 @@ class Settings:
     max_index_columns: int
     max_statement_length: int
     snapshot_retention: str
+    audit_index_set: bool
 
 
 def load_into(db: Db, cls: type[T]) -> T:
