@@ -33,6 +33,8 @@ class Settings:
     max_statement_length: int
     snapshot_retention: str
     audit_index_set: bool
+    index_budget_mb: float | None
+    max_indexes_per_table: int
 
 
 def load_into(db: Db, cls: type[T]) -> T:

@@ -58,6 +58,7 @@ from ..prove import Prover
 from ..prove import confidence as prove_confidence
 from ..prove import plan_changes as prove_plan_changes
 from ..security import PLANNABLE_SQL_RE, PlanAs, references_temp_schema
+from ..settings import Settings
 from ..settings import load_into as load_settings
 from ..sqltext import quote_ident
 from . import index_join_candidates
@@ -79,20 +80,6 @@ MIN_MOVE_SHARE = 0.001
 # Merged candidates per table at most (pairs on the same leading column).
 MAX_MERGES_PER_TABLE = 20
 _OWN = re.compile(r"\barch\s*\.", re.I)
-
-
-@dataclass
-class Settings:
-    min_mean_time_ms: float
-    min_calls: int
-    min_gain_pct: float
-    max_statements: int
-    statement_budget_ms: int
-    max_candidates: int
-    max_index_columns: int
-    max_statement_length: int
-    index_budget_mb: float | None
-    max_indexes_per_table: int
 
 
 @dataclass
