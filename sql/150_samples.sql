@@ -63,58 +63,16 @@ COMMENT ON FUNCTION arch.compare_plans(bigint, integer) IS
 'The generic plan of a statement against its custom plans (plan_cache_mode = force_custom_plan) for the max_values most frequent sampled value tuples, or, without samples, pg_stats'' most common values of the compared columns; planned with the rights of the role that ran it (never the caller''s), nothing executed.';
 
 CREATE OR REPLACE FUNCTION arch.schedule_sampling(cron text DEFAULT '* * * * *') RETURNS bigint
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+LANGUAGE sql VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    cron_schema name;
-    job bigint;
-BEGIN
-    IF cron IS NULL OR btrim(cron) = '' THEN
-        RAISE EXCEPTION 'arch.schedule_sampling: the cron expression must not be empty'
-            USING HINT = 'Use a five-field cron expression, e.g. ''* * * * *'' for every minute.';
-    END IF;
-    -- pg_cron keeps its objects in schema cron, whatever pg_extension.extnamespace says.
-    SELECT 'cron' INTO cron_schema FROM pg_extension e WHERE e.extname = 'pg_cron';
-    IF cron_schema IS NULL THEN
-        RAISE EXCEPTION 'arch.schedule_sampling: pg_cron is not installed in database %', current_database()
-            USING DETAIL = 'Query sampling is registered as a pg_cron job.',
-                  HINT = 'Add pg_cron to shared_preload_libraries, set cron.database_name, and CREATE EXTENSION pg_cron; or run SELECT arch.sample_queries() from your own scheduler.';
-    END IF;
-    BEGIN
-        EXECUTE format('SELECT %I.schedule($1, $2, $3)', cron_schema)
-            INTO job USING 'pg_architect_sampling', cron, 'SELECT arch.sample_queries()';
-    EXCEPTION WHEN invalid_parameter_value OR invalid_text_representation THEN
-        RAISE EXCEPTION 'arch.schedule_sampling: invalid cron expression "%"', cron
-            USING DETAIL = SQLERRM,
-                  HINT = 'Use a five-field cron expression (minute hour day-of-month month day-of-week), e.g. ''* * * * *''.';
-    END;
-    RETURN job;
-END
-$$;
+RETURN arch._cron_schedule('arch.schedule_sampling', 'pg_architect_sampling', cron, 'SELECT arch.sample_queries()',
+                           '* * * * *', 'Query sampling');
 COMMENT ON FUNCTION arch.schedule_sampling(text) IS
 'Registers (or re-registers) the pg_cron job pg_architect_sampling that runs SELECT arch.sample_queries() on the given cron schedule (default every minute; pg_cron fires on whole minutes); returns the job id. The job runs as the caller, who needs pg_read_all_stats to sample other roles'' statements.';
 
 CREATE OR REPLACE FUNCTION arch.unschedule_sampling() RETURNS boolean
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+LANGUAGE sql VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    cron_schema name;
-    found_job boolean;
-BEGIN
-    SELECT 'cron' INTO cron_schema FROM pg_extension e WHERE e.extname = 'pg_cron';
-    IF cron_schema IS NULL THEN
-        RAISE EXCEPTION 'arch.unschedule_sampling: pg_cron is not installed in database %', current_database()
-            USING HINT = 'Nothing to unschedule: without pg_cron no sampling job can exist.';
-    END IF;
-    EXECUTE format('SELECT EXISTS (SELECT 1 FROM %I.job WHERE jobname = $1 AND username = current_user)', cron_schema)
-        INTO found_job USING 'pg_architect_sampling';
-    IF found_job THEN
-        EXECUTE format('SELECT %I.unschedule($1)', cron_schema) USING 'pg_architect_sampling';
-    END IF;
-    RETURN found_job;
-END
-$$;
+RETURN arch._cron_unschedule('arch.unschedule_sampling', 'pg_architect_sampling', 'sampling');
 COMMENT ON FUNCTION arch.unschedule_sampling() IS
 'Removes the pg_cron job pg_architect_sampling; returns false when there was none.';

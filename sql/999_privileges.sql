@@ -39,6 +39,9 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON arch.statement, arch.snapshot, arch.snap
 GRANT SELECT ON arch.python_env TO arch_admin;
 GRANT EXECUTE ON FUNCTION arch._boot(), arch.run_audit(), arch.analyze_query(text), arch._analyze_query(text, text),
       arch.schedule(text), arch.unschedule() TO arch_admin;
+-- arch.schedule() / arch.schedule_sampling() and their unschedule twins run as the caller, through these.
+GRANT EXECUTE ON FUNCTION arch._cron_schedule(text, text, text, text, text, text),
+      arch._cron_unschedule(text, text, text) TO arch_admin;
 
 -- arch.schedule() runs as its caller: admins need to reach pg_cron's functions (when installed).
 DO $$
