@@ -7,7 +7,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench"))
 
-from bench_statistics import summarize  # noqa: E402
+from bench_statistics import summarize
 
 
 def test_summarize_counts_per_workload():
