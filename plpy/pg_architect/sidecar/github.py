@@ -317,8 +317,7 @@ def render_files(rec: dict, fmt: str, directory: str, stamp: dt.datetime) -> lis
         return _render_drop_files(rec, fmt, directory, stamp)
     ts = stamp.astimezone(dt.UTC).strftime("%Y%m%d%H%M%S")
     slug = _slug(rec)
-    prefix = "/".join(p for p in (directory or "").strip("/").split("/") if p)
-    prefix = prefix + "/" if prefix else ""
+    prefix = kinds.migration_prefix(directory)
     header = [
         f"-- pg_architect recommendation {rec['id']}: {_kind_words(rec)}index on "
         f"{_one_line(rec['schema_name'])}.{_one_line(rec['table_name'])}",
@@ -346,15 +345,7 @@ def render_files(rec: dict, fmt: str, directory: str, stamp: dt.datetime) -> lis
                         "content": "\n".join(lines) + "\n\n" + step + "\n"})
         return out
     content = "\n".join(header) + "\n\n" + rec["ddl"].strip().rstrip(";") + ";\n"
-    if fmt == "sql":
-        return [{"path": f"{prefix}{ts}_{slug}.sql", "content": content}]
-    if fmt == "prisma":
-        return [{"path": f"{prefix}{ts}_{slug}/migration.sql", "content": content}]
-    path = f"{prefix}V{ts}__{slug}.sql"
-    return [{"path": path, "content": content},
-            {"path": path + ".conf",
-             "content": "# pg_architect: CREATE INDEX CONCURRENTLY cannot run inside a transaction block.\n"
-                        "executeInTransaction=false\n"}]
+    return kinds.single_file_migration(fmt, prefix, ts, slug, content, no_transaction="CREATE INDEX CONCURRENTLY")
 
 
 DROP_NO_TRANSACTION = {
@@ -369,8 +360,7 @@ def _render_drop_files(rec: dict, fmt: str, directory: str, stamp: dt.datetime) 
     CREATE INDEX) in the header."""
     ts = stamp.astimezone(dt.UTC).strftime("%Y%m%d%H%M%S")
     slug = re.sub(r"[^a-z0-9]+", "_", f"arch_rec_{rec['id']}_drop_{rec['index_name']}".lower()).strip("_")[:80]
-    prefix = "/".join(p for p in (directory or "").strip("/").split("/") if p)
-    prefix = prefix + "/" if prefix else ""
+    prefix = kinds.migration_prefix(directory)
     reason = (rec.get("index_kind") or "housekeeping").replace("_", " ")
     header = [
         f"-- pg_architect recommendation {rec['id']}: drop index {_one_line(rec['schema_name'])}."
@@ -382,15 +372,7 @@ def _render_drop_files(rec: dict, fmt: str, directory: str, stamp: dt.datetime) 
         "-- Rollback: " + " ".join(_one_line(x, 400) for x in index_ddl.statements(rec["rollback_ddl"] or "")),
     ]
     content = "\n".join(header) + "\n\n" + rec["ddl"].strip().rstrip(";") + ";\n"
-    if fmt == "sql":
-        return [{"path": f"{prefix}{ts}_{slug}.sql", "content": content}]
-    if fmt == "prisma":
-        return [{"path": f"{prefix}{ts}_{slug}/migration.sql", "content": content}]
-    path = f"{prefix}V{ts}__{slug}.sql"
-    return [{"path": path, "content": content},
-            {"path": path + ".conf",
-             "content": "# pg_architect: DROP INDEX CONCURRENTLY cannot run inside a transaction block.\n"
-                        "executeInTransaction=false\n"}]
+    return kinds.single_file_migration(fmt, prefix, ts, slug, content, no_transaction="DROP INDEX CONCURRENTLY")
 
 
 def render_drop_title(rec: dict) -> str:
