@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from .. import index_ddl, prove
 from ..errors import DbError, canceled
-from . import index_candidates
+from . import index_candidates, sampled_candidates
 from .base import Advisor, Candidate, NotProvable, Proof, StatementContext
 
 if TYPE_CHECKING:
@@ -30,6 +30,9 @@ SIMPLER_WITHIN = 1.10
 # A covering (INCLUDE) or partial index must save at least this share of the statement's
 # original cost on top of the best plain index to be preferred over it.
 EXTRA_MIN_SHARE = 0.01
+# A partial index only the statement's samples revealed replaces an about-as-fast plain index
+# when it is at most this share of its size.
+SAMPLED_SIZE_SHARE = 0.5
 
 _KIND_WORDS = {"single": "A single-column index",
                "multi": "A multi-column index (equality columns first, then range, then ordering)",
@@ -57,6 +60,8 @@ class IndexCandidate(Candidate):
         self.spec = spec
         self.schema = spec.schema
         self.table = spec.table
+        # True: proven with custom plans for the statement's sampled values (ctx.samples)
+        self.custom = False
 
     def __repr__(self) -> str:
         return f"IndexCandidate({self.spec!r})"
@@ -85,6 +90,8 @@ class IndexCandidate(Candidate):
         return bool(self.spec.include or self.spec.where)
 
     def prove(self, prover: prove.Prover, ctx: StatementContext) -> Proof | None:
+        if self.custom and ctx.samples is not None:
+            return sampled_candidates.prove_custom(self, prover, ctx)
         try:
             oid, hname = prover.create_hypothetical(self.hypo_sql())
         except DbError as exc:
@@ -130,6 +137,8 @@ class IndexCandidate(Candidate):
         kind = _KIND_WORDS.get(self.spec.kind, "An index")
         parts.append(f"{kind}; estimated size {fmt_bytes(proof.size_bytes)} on a table of {fmt_bytes(act['bytes'])}; "
                      f"writes are {act['write_ratio'] * 100:.0f} % of the table's row activity.")
+        if proof.costing:
+            parts.append(sampled_candidates.rationale(proof.costing))
         return " ".join(parts)
 
 
@@ -139,7 +148,17 @@ class IndexAdvisor(Advisor):
     def propose(self, ctx: StatementContext) -> list[Candidate]:
         metas = {key: ctx.catalog.table_meta(*key) for key in ctx.info.tables}
         specs = index_candidates.generate_candidates(ctx.info, metas, max_columns=ctx.settings.max_index_columns)
-        return [IndexCandidate(s) for s in specs]
+        facts = ctx.samples
+        if facts is None:
+            return [IndexCandidate(s) for s in specs]
+        # the candidates only the samples reveal first; with a custom basis every candidate is
+        # proven with the sampled values' custom plans (sampled_candidates.py)
+        out: list[Candidate] = []
+        for s in [*facts.specs, *specs]:
+            c = IndexCandidate(s)
+            c.custom = facts.custom
+            out.append(c)
+        return out
 
     def after_proving(self, prover: prove.Prover) -> None:
         # Re-prepare without hypothetical indexes so nothing cached refers to them.
@@ -159,14 +178,19 @@ class IndexAdvisor(Advisor):
             chosen = plain
             if extra is not None and (plain is None or (
                     extra.cost_after * SIMPLER_WITHIN < plain.cost_after
-                    and plain.cost_after - extra.cost_after > EXTRA_MIN_SHARE * before.cost)):
+                    and plain.cost_after - extra.cost_after > EXTRA_MIN_SHARE * before.cost)
+                    or _smaller_sampled(extra, plain)):
                 chosen = extra
             assert chosen is not None and chosen.plan is not None and chosen.label is not None
             cand = _index(chosen)
             act = ctx.catalog.table_activity(schema, table)
             size_ratio = (chosen.size_bytes or 0) / act["bytes"] if act["bytes"] else 0.0
             conf, factors = prove.confidence(chosen.gain_pct / 100.0, ctx.share, act["write_ratio"], size_ratio)
-            changes = prove.plan_changes(before, chosen.plan, {chosen.label: cand.name()})
+            base = before
+            if chosen.costing and ctx.samples is not None and ctx.samples.before is not None:
+                base = ctx.samples.before  # the custom plan of the most frequent sampled values
+                factors = {**factors, "costing": chosen.costing}
+            changes = prove.plan_changes(base, chosen.plan, {chosen.label: cand.name()})
             proof = chosen.but(changes=changes, confidence=conf, factors=factors, table_bytes=act["bytes"])
             out.append(proof.but(rationale=cand.rationale(proof, ctx)))
         return out
@@ -175,6 +199,16 @@ class IndexAdvisor(Advisor):
 def _index(p: Proof) -> IndexCandidate:
     assert isinstance(p.candidate, IndexCandidate)
     return p.candidate
+
+
+def _smaller_sampled(extra: Proof, plain: Proof | None) -> bool:
+    """A partial index only the samples revealed replaces the plain one when it is about as fast
+    (within SIMPLER_WITHIN) and at most SAMPLED_SIZE_SHARE of its size: the rows the statement
+    always asks for, not the whole table."""
+    if plain is None or not extra.costing.get("sampled_candidate"):
+        return False
+    small = (extra.size_bytes or 0) <= SAMPLED_SIZE_SHARE * (plain.size_bytes or 0)
+    return small and extra.cost_after <= plain.cost_after * SIMPLER_WITHIN + 1e-9
 
 
 def _pick(group: list[Proof]) -> Proof | None:
