@@ -129,9 +129,10 @@ def test_generic_only_index_is_not_proposed_on_a_skewed_column(db, app, low_thre
     assert {r["custom_plan"][0] for r in rows} == {"Seq Scan on pga_events"}
     db.audit()
     assert not any("(kind" in r["ddl"] for r in index_recs(db, "pga_events")), index_recs(db, "pga_events")
-    st = db.dicts("SELECT outcome, skip_code FROM arch.audit_statement s JOIN pg_stat_statements p"
+    st = db.dicts("SELECT outcome, skip_reason FROM arch.audit_statement s JOIN pg_stat_statements p"
                   " USING (queryid) WHERE p.query LIKE 'SELECT * FROM pga_events WHERE kind%%'")
     assert st and st[0]["outcome"] == "analyzed"
+    assert "only the generic plan" in st[0]["skip_reason"] and "pga_events_kind_idx" in st[0]["skip_reason"]
 
 
 def test_a_tenants_samples_feed_only_its_own_statement(db, dsn, low_thresholds, skewed_tables):

@@ -96,6 +96,10 @@ def analyze_one(db: Db, prover: Prover, text: str, settings: Settings, *,
                                share=share, calls=calls, total_ms=total_ms, started=t0, prover=prover,
                                samples=facts)
         advice = advise(ctx, prover, advisors())
+        if facts is not None and facts.generic_only:
+            left = (f"left out {len(facts.generic_only)} index candidate(s) only the generic plan (NULL arguments) "
+                    f"uses, not the custom plans of the sampled values: {', '.join(facts.generic_only[:3])}")
+            advice.note = f"{advice.note}; {left}" if advice.note else left
         cross_reference(advice.proven)
         return StatementResult(advice=advice, info=info, catalog=cat)
 
