@@ -92,6 +92,7 @@ def analyze_one(db: Db, prover: Prover, text: str, settings: Settings, *,
             metas = {key: cat.table_meta(*key) for key in info.tables}
             known = {c.definition() for c in generate_candidates(info, metas, max_columns=settings.max_index_columns)}
             facts = sampled_candidates.prepare(db, facts, info, metas, text, settings.max_index_columns, known)
+            facts = sampled_candidates.with_custom_before(prover, facts)
         ctx = StatementContext(db=db, text=text, info=info, catalog=cat, before=before, settings=settings,
                                share=share, calls=calls, total_ms=total_ms, started=t0, prover=prover,
                                samples=facts)

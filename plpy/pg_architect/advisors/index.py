@@ -8,7 +8,12 @@
 * choose: one index per table: the cheapest plain index (key columns only), a simpler one
   preferred when its cost is within SIMPLER_WITHIN of the cheapest; a covering or partial index
   replaces it only when it saves a meaningful amount on top (more than SIMPLER_WITHIN relative
-  *and* more than EXTRA_MIN_SHARE of the statement's original cost);
+  *and* more than EXTRA_MIN_SHARE of the statement's original cost), or, for a partial index only
+  the statement's samples revealed, when it is about as fast and at most SAMPLED_SIZE_SHARE of
+  the plain one's size;
+* samples: with enough query samples of the statement (``ctx.samples``), the candidates only the
+  literals reveal come first, and every candidate may be proven with custom plans for the
+  sampled values instead of the generic plan (:mod:`.sampled_candidates`);
 * render: ``index_ddl.for_candidate`` (``CREATE INDEX CONCURRENTLY``, or the per-partition
   procedure on a partitioned table).
 """

@@ -349,8 +349,9 @@ class Search:
         cands = generate_candidates(info, metas, max_columns=s.max_index_columns)[: s.max_candidates]
         st.samples = sampled_candidates.prepare(self.db, facts, info, metas, st.text, s.max_index_columns,
                                                 {c.definition() for c in cands})
-        if st.samples is not None and st.samples.custom:
-            before = sampled_candidates.weighted_plan(self.prover, st.samples)
+        st.samples = sampled_candidates.with_custom_before(self.prover, st.samples)
+        if st.samples is not None and st.samples.custom and st.samples.before is not None:
+            before = st.samples.before
             cands = st.samples.specs + cands  # the candidates only the samples reveal first
         if before.cost <= 0:
             raise SkipStatement("not_supported", "its estimated cost is zero")

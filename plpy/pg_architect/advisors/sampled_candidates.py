@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 from .. import pgparse, samples  # noqa: F401  (pgparse first: libpg_query with RTLD_DEEPBIND)
 from ..analyze import StatementInfo, TableUsage
 from ..db import Db, DbError
-from ..errors import canceled
+from ..errors import SkipStatement, canceled
 from ..prove import Plan, Prover
 from ..settings import load_into as load_settings
 from ..sqltext import quote_ident
@@ -246,6 +246,19 @@ def weighted_plan(prover: Prover, facts: SampleFacts, reprepare: bool = True) ->
     for p in plans:
         names |= p.index_names
     return Plan(cost=cost, nodes=plans[0].nodes, index_names=names, raw=plans[0].raw)
+
+
+def with_custom_before(prover: Prover, facts: SampleFacts | None) -> SampleFacts | None:
+    """``facts`` with the custom plans of the sampled values costed before any candidate (the
+    statement PREPAREd in ``prover``); None when the sampled values cannot be planned (a value
+    that does not fit its parameter's type ...): the statement is then costed as without samples."""
+    if facts is None or not facts.custom:
+        return facts
+    try:
+        facts.before = weighted_plan(prover, facts)
+    except SkipStatement:
+        return None
+    return facts
 
 
 def prove_custom(cand: Any, prover: Prover, ctx: StatementContext) -> Proof | None:
