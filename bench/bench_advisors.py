@@ -158,8 +158,8 @@ def capture(conn, items: list[Item], timeout_s: float, sample_dsn: str | None = 
     conn.execute("SELECT pg_stat_reset()")
     set_timeout(conn, timeout_s)
     sampler = connect(sample_dsn) if sample_dsn else None
-    if sampler is not None:
-        sampler.execute("DELETE FROM arch.query_sample")
+    if conn.execute("SELECT to_regclass('arch.query_sample') IS NOT NULL").fetchone()[0]:
+        conn.execute("DELETE FROM arch.query_sample")  # samples of an earlier run (same query ids)
     try:
         for it in items:
             t0 = time.perf_counter()

@@ -9,8 +9,9 @@
   preferred when its cost is within SIMPLER_WITHIN of the cheapest; a covering or partial index
   replaces it only when it saves a meaningful amount on top (more than SIMPLER_WITHIN relative
   *and* more than EXTRA_MIN_SHARE of the statement's original cost), or, for a partial index only
-  the statement's samples revealed, when it is about as fast and at most SAMPLED_SIZE_SHARE of
-  the plain one's size;
+  the statement's samples revealed, when it is at most SAMPLED_SIZE_SHARE of the plain one's size
+  and about as fast (within SIMPLER_WITHIN, or dearer by at most SAMPLED_MAX_LOSS of the
+  statement's cost before);
 * samples: with enough query samples of the statement (``ctx.samples``), the candidates only the
   literals reveal come first, and every candidate may be proven with custom plans for the
   sampled values instead of the generic plan (:mod:`.sampled_candidates`);
@@ -38,6 +39,8 @@ EXTRA_MIN_SHARE = 0.01
 # A partial index only the statement's samples revealed replaces an about-as-fast plain index
 # when it is at most this share of its size.
 SAMPLED_SIZE_SHARE = 0.5
+# ... and when it gives up at most this share of the statement's cost before (custom plans).
+SAMPLED_MAX_LOSS = 0.05
 
 _KIND_WORDS = {"single": "A single-column index",
                "multi": "A multi-column index (equality columns first, then range, then ordering)",
@@ -207,13 +210,16 @@ def _index(p: Proof) -> IndexCandidate:
 
 
 def _smaller_sampled(extra: Proof, plain: Proof | None) -> bool:
-    """A partial index only the samples revealed replaces the plain one when it is about as fast
-    (within SIMPLER_WITHIN) and at most SAMPLED_SIZE_SHARE of its size: the rows the statement
-    always asks for, not the whole table."""
+    """A partial index only the samples revealed replaces the plain one when it is at most
+    SAMPLED_SIZE_SHARE of its size (the rows the statement always asks for, not the whole table)
+    and about as fast: within SIMPLER_WITHIN, or dearer by at most SAMPLED_MAX_LOSS of the
+    statement's cost before (both costed with the same custom plans)."""
     if plain is None or not extra.costing.get("sampled_candidate"):
         return False
     small = (extra.size_bytes or 0) <= SAMPLED_SIZE_SHARE * (plain.size_bytes or 0)
-    return small and extra.cost_after <= plain.cost_after * SIMPLER_WITHIN + 1e-9
+    close = (extra.cost_after <= plain.cost_after * SIMPLER_WITHIN + 1e-9
+             or extra.cost_after - plain.cost_after <= SAMPLED_MAX_LOSS * extra.cost_before)
+    return small and close
 
 
 def _pick(group: list[Proof]) -> Proof | None:
