@@ -182,13 +182,16 @@ class IndexAdvisor(Advisor):
         out = []
         for (schema, table), items in by_table.items():
             plain = _pick([p for p in items if not _index(p).extra()])
-            extra = _pick([p for p in items if _index(p).extra()])
+            extra = _pick([p for p in items if _index(p).extra() and not p.costing.get("sampled_candidate")])
+            sampled = _pick([p for p in items if _index(p).extra() and p.costing.get("sampled_candidate")])
             chosen = plain
             if extra is not None and (plain is None or (
                     extra.cost_after * SIMPLER_WITHIN < plain.cost_after
-                    and plain.cost_after - extra.cost_after > EXTRA_MIN_SHARE * before.cost)
-                    or _smaller_sampled(extra, plain)):
+                    and plain.cost_after - extra.cost_after > EXTRA_MIN_SHARE * before.cost)):
                 chosen = extra
+            if sampled is not None and (chosen is None or _smaller_sampled(sampled, chosen)
+                                        or sampled.cost_after * SIMPLER_WITHIN < chosen.cost_after):
+                chosen = sampled
             assert chosen is not None and chosen.plan is not None and chosen.label is not None
             cand = _index(chosen)
             act = ctx.catalog.table_activity(schema, table)
@@ -209,12 +212,12 @@ def _index(p: Proof) -> IndexCandidate:
     return p.candidate
 
 
-def _smaller_sampled(extra: Proof, plain: Proof | None) -> bool:
+def _smaller_sampled(extra: Proof, plain: Proof) -> bool:
     """A partial index only the samples revealed replaces the plain one when it is at most
     SAMPLED_SIZE_SHARE of its size (the rows the statement always asks for, not the whole table)
     and about as fast: within SIMPLER_WITHIN, or dearer by at most SAMPLED_MAX_LOSS of the
     statement's cost before (both costed with the same custom plans)."""
-    if plain is None or not extra.costing.get("sampled_candidate"):
+    if not extra.costing.get("sampled_candidate"):
         return False
     small = (extra.size_bytes or 0) <= SAMPLED_SIZE_SHARE * (plain.size_bytes or 0)
     close = (extra.cost_after <= plain.cost_after * SIMPLER_WITHIN + 1e-9
