@@ -92,9 +92,11 @@ def facts_for(db: Db, queryid: int | None, userid: int | None, text: str) -> Sam
     when there are fewer than constant_parameter_min_samples whose every ``$n`` had a literal)."""
     if queryid is None or userid is None:
         return None
-    need = load_settings(db, _Min).constant_parameter_min_samples
     al = [a for a in samples.alignments(db, int(queryid), int(userid), text)
           if all(s.known for s in a.slots.values())]
+    if not al:
+        return None  # (most statements: one query, no settings read)
+    need = load_settings(db, _Min).constant_parameter_min_samples
     if len(al) < max(need, 1):
         return None
     nums = range(1, max((n for a in al for n in a.slots), default=0) + 1)
