@@ -64,6 +64,7 @@ import statistics
 import time
 import uuid
 from dataclasses import dataclass, field
+from functools import partial
 
 # The only places this module touches the rest of the package (re-pointed by the integrator).
 from . import pgparse  # before anything imports pglast (RTLD_DEEPBIND)
@@ -818,9 +819,8 @@ def validate_recommendation(prod: PsycopgDb, staging_conn, rec_id: int, settings
             else:
                 r.parameter_source = _parameter_source(reading)
                 runner = Runner(staging_conn, staging, settings)
-                text = st["query"]
                 sets = parameter_sets(staging, reading, tables, settings.runs,
-                                      types=lambda: runner.param_types(runner.role_oid(r.role), text))
+                                      types=partial(_inferred_types, runner, r.role, st["query"]))
                 r.runs = [(st["query"], p) for p in sets]
                 r.parameters = sets
             if after_text:
@@ -896,6 +896,10 @@ def validate_recommendation(prod: PsycopgDb, staging_conn, rec_id: int, settings
 
 
 # ---------------------------------------------------------------------------- rewrite, view, copy
+def _inferred_types(runner: Runner, role: str | None, text: str) -> list[str]:
+    return runner.param_types(runner.role_oid(role), text)
+
+
 def _parameter_source(reading) -> str:
     if not reading.params:
         return "none"
@@ -972,9 +976,10 @@ def _same_rows(rec: dict, todo: list[StatementResult], conn, db: PsycopgDb, sett
         try:
             role = runner.role_oid(r.role)
             for (text, params), (text_after, params_after) in zip(r.runs, r.runs_after):
-                if params in seen or len(seen) >= 3:
+                key = (text, params)
+                if key in seen or len(seen) >= 3:
                     continue
-                seen.append(params)
+                seen.append(key)
                 say(f"recommendation {rec['id']}: queryid {r.queryid}: comparing rows")
                 b = runner.digest(role, text, params)
                 a = runner.digest(role, text_after, params_after)
@@ -1008,8 +1013,9 @@ def _staging_roles(db: PsycopgDb, todo: list[StatementResult]) -> list[str]:
     """The statements' roles that exist on staging, other than the validator's login."""
     names = sorted({r.role for r in todo if r.role})
     return [r["rolname"] for r in db.query(
-        "SELECT rolname::text AS rolname FROM pg_catalog.pg_roles WHERE rolname = ANY($1::text[])"
-        " AND rolname <> current_user ORDER BY 1", ["{" + ",".join(_qi(n) for n in names) + "}"])] if names else []
+        "SELECT rolname::text AS rolname FROM pg_catalog.pg_roles"
+        " WHERE rolname::text IN (SELECT jsonb_array_elements_text($1::jsonb))"
+        " AND rolname <> current_user ORDER BY 1", [names])] if names else []
 
 
 def _error_line(exc: Exception) -> str:
