@@ -18,7 +18,7 @@ import pytest
 from pytest_postgresql import factories
 
 from conftest import PG_BIN
-from pg_architect import sample
+from pg_architect import sample, validate
 from test_partition_matview import BY_DEVICE, EVENTS, PURGE, RANGE, SALES, _psql, _weeks
 from test_validate import on_staging, plant, run_validate, validations
 
@@ -169,6 +169,8 @@ def test_materialized_view_created_refreshed_compared_and_dropped(sales, dsn, st
     per = d["calls_per_refresh_interval"]
     assert d["benefit_ms_per_refresh"] == pytest.approx(
         per * (float(v["median_before_ms"]) - float(v["median_after_ms"])) - d["refresh_concurrently_ms"], abs=0.05)
+    md = validate.pr_section(validate.PsycopgDb(db.conn), rec)
+    assert "same rows as the original (1 row(s)" in md and "REFRESH CONCURRENTLY" in md, md
     view = a["ddl"].split()[3]
     assert on_staging(staging, "SELECT to_regclass(%s)", (view,)) == [(None,)]
     assert db.value("SELECT to_regclass(%s)", (view,)) is None  # never created on production
@@ -205,6 +207,8 @@ def test_partition_copy_prunes_answers_the_same_and_is_dropped(events, dsn, stag
     assert rng["status"] == "measured" and d["same_rows"] is True, rng
     assert d["partitions"] == a["estimate"]["partitions"] and d["rows_copied"] == 100000
     assert 1 <= d["partitions_scanned"] <= 2, d          # pruned: one or two of ~57 partitions
+    md = validate.pr_section(validate.PsycopgDb(db.conn), rec)
+    assert f"{d['partitions_scanned']} of {d['partitions']} partitions scanned on the copy" in md, md
     dev = rows["SELECT id, created_at FROM pt_events WHERE device_id = $1"]["details"]
     assert dev["partitions_scanned"] == dev["partitions"]  # no predicate on the key: every partition
     purge = rows["DELETE FROM pt_events WHERE created_at < $1"]

@@ -1038,6 +1038,7 @@ def _validate_matview(rec: dict, todo: list[StatementResult], conn, db: PsycopgD
         ms = matview_script(rec["ddl"] or "")
     except NotRunnable as exc:
         raise ValidationRefused(f"the materialized view's script: {exc}") from None
+    problem: str | None
     if db.scalar("SELECT to_regclass($1) IS NOT NULL", [ms.view]):
         problem = f"{ms.view} already exists on staging: nothing to compare (and it is not dropped)"
         for r in todo:
@@ -1098,6 +1099,7 @@ def _validate_partition(rec: dict, todo: list[StatementResult], check: dict, scr
     steps = (rec.get("details") or {}).get("steps") or []
     if not steps or not steps[0].get("sql"):
         raise ValidationRefused(f"partition recommendation {rec['id']} has no migration plan in its details")
+    problem: str | None
     rows = (check["tables"].get(f"{schema}.{table}") or {}).get("rows_staging")
     if rows is None or rows > settings.partition_max_rows:
         problem = (f"{schema}.{table} has {'an unknown number of' if rows is None else f'{rows:,}'} rows on staging, "
@@ -1231,10 +1233,10 @@ def measured_confidence(rec: dict, results: list[StatementResult]) -> tuple[floa
     done = [r for r in results if r.status == "measured" and r.times_before and r.times_after]
     if not done:
         return None, None
-    before = sum(r.median_before for r in done)
+    before = sum(statistics.median(r.times_before) for r in done)
     # a statement whose plan did not change and whose difference is within the runs' spread: no gain
-    after = sum((r.median_before if r.within_noise(_changes(r)) else r.median_after) + r.extra_after_ms
-                for r in done)
+    after = sum(statistics.median(r.times_before if r.within_noise(_changes(r)) else r.times_after)
+                + r.extra_after_ms for r in done)
     if before <= 0:
         return None, None
     gain = 1 - after / before
@@ -1284,6 +1286,7 @@ def _record(prod: PsycopgDb, rec: dict, results: list[StatementResult], check: d
              _t(r.buffers_after), _t(r.gain_pct), _t(r.est_gain_pct), changes, check, _t(rec["confidence"]),
              _t(conf if r.status == "measured" else None), staging_info, r.error, batch,
              _t(r.noise_pct), r.within_noise(changes), r.details])
+        assert row is not None
         ids.append(int(row["id"]))
     adopted = False
     if conf is not None:
@@ -1349,13 +1352,31 @@ def validated_ok(db, recommendation_id: int) -> bool:
 
 
 # ---------------------------------------------------------------------------- pull request body
+def detail_line(d: dict) -> str:
+    """What a rewrite / materialized-view / partition validation measured beyond the times, in words."""
+    parts = []
+    if d.get("same_rows") is True:
+        parts.append(f"same rows as the original ({d.get('rows_before'):,} row(s), "
+                     f"{d.get('rows_compared_sets', 1)} parameter set(s) compared)")
+    if d.get("partitions") is not None and d.get("partitions_scanned") is not None:
+        parts.append(f"{d['partitions_scanned']} of {d['partitions']} partitions scanned on the copy "
+                     f"({d.get('rows_copied', 0):,} rows copied in {d.get('copy_ms', 0):,.0f} ms)")
+    if d.get("refresh_ms") is not None:
+        parts.append(f"REFRESH {d['refresh_ms']:,.1f} ms, REFRESH CONCURRENTLY "
+                     f"{d.get('refresh_concurrently_ms') or 0:,.1f} ms")
+    if d.get("benefit_ms_per_refresh") is not None:
+        parts.append(f"measured benefit {d['benefit_ms_per_refresh']:,.0f} ms per refresh interval "
+                     f"({d.get('refresh_interval_s')} s)")
+    return "; ".join(parts)
+
+
 def pr_section(db, recommendation_id: int) -> str:
     """The measured numbers of the latest validation of a recommendation, as markdown ('' if none)."""
     rows = db.query(
         "SELECT v.queryid, v.status, v.skip_code, v.within_noise, v.noise_pct, v.runs, v.median_before_ms,"
         " v.median_after_ms, v.buffers_before,"
         " v.buffers_after, v.measured_gain_pct, v.est_gain_pct, v.plan_changes, v.confidence_before,"
-        " v.confidence_measured, v.error, v.parameter_source, v.finished_at::text AS finished_at"
+        " v.confidence_measured, v.error, v.parameter_source, v.finished_at::text AS finished_at, v.details"
         " FROM arch.validation v WHERE v.recommendation_id = $1"
         " AND v.batch = (SELECT w.batch FROM arch.validation w WHERE w.recommendation_id = $1"
         "                ORDER BY w.id DESC LIMIT 1)"
@@ -1390,6 +1411,9 @@ def pr_section(db, recommendation_id: int) -> str:
             if ch.get("removed") or ch.get("added"):
                 lines.append(f"- queryid {r['queryid']}: {', '.join(ch.get('removed') or []) or '–'} → "
                              f"{', '.join(ch.get('added') or []) or '–'}")
+            extra = detail_line(r["details"] or {})
+            if extra:
+                lines.append(f"- queryid {r['queryid']}: {extra}")
     others = [r for r in rows if r["status"] != "measured"]
     for r in others:
         lines.append(f"- queryid {r['queryid']}: {r['status']}: {(r['error'] or '')[:300]}")

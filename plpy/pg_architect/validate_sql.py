@@ -106,7 +106,7 @@ def bind(text: str, values: list, types: list[str]) -> str:
         if not isinstance(node, ast.Node):
             return node
         if isinstance(node, ast.ParamRef):
-            return literal(int(node.number))
+            return literal(int(node.number or 0))
         for name in _slots(node):
             value = getattr(node, name, None)
             if isinstance(value, (ast.Node, list, tuple)):
@@ -147,7 +147,8 @@ def plan_to_scratch(sql: str, schema: str, new_name: str, scratch: str) -> Scrat
             continue
         if isinstance(stmt, ast.SelectStmt):
             calls = [n for n in walk(stmt) if isinstance(n, ast.FuncCall)]
-            if len(calls) == 1 and calls[0].funcname[-1].sval == "create_parent":
+            names = (calls[0].funcname or ()) if len(calls) == 1 else ()
+            if names and names[-1].sval == "create_parent":
                 for arg in calls[0].args or ():
                     if isinstance(arg, ast.NamedArgExpr) and arg.name == "p_parent_table":
                         out.partman_parent = f"{scratch}.{new_name}"
@@ -178,13 +179,15 @@ def matview_script(ddl: str) -> MatviewScript:
         if isinstance(stmt, ast.CreateTableAsStmt) and getattr(stmt.objtype, "name", "") == "OBJECT_MATVIEW":
             if create is not None:
                 raise NotRunnable("the script creates more than one materialized view")
-            rel = stmt.into.rel
+            rel = stmt.into.rel if stmt.into is not None else None
+            if rel is None or not rel.relname:
+                raise NotRunnable("CREATE MATERIALIZED VIEW without a name")
             view = (f"{quote(rel.schemaname)}." if rel.schemaname else "") + quote(rel.relname)
             create = deparse(stmt)
         elif isinstance(stmt, ast.IndexStmt):
             indexes.append(deparse(stmt))
         elif isinstance(stmt, ast.SelectStmt) and any(
-                isinstance(n, ast.FuncCall) and n.funcname[-1].sval in ("schedule", "unschedule")
+                isinstance(n, ast.FuncCall) and n.funcname and n.funcname[-1].sval in ("schedule", "unschedule")
                 for n in walk(stmt)):
             notes.append("the pg_cron refresh schedule is not created on staging")
         else:
