@@ -986,9 +986,10 @@ def _same_rows(rec: dict, todo: list[StatementResult], conn, db: PsycopgDb, sett
                 r.details.update(rows_before=b["rows"], rows_after=a["rows"], same_rows=b == a)
                 if b != a:
                     r.status = "failed"
+                    # no values in the error: parameters are shown only to who may see the statement
                     r.error = (f"{what} returns different rows than the original: {b['rows']} row(s) before, "
-                               f"{a['rows']} after (hash {b['hash'][:8]} vs {a['hash'][:8]}) with parameters "
-                               f"{params if params is not None else text[:200]}")
+                               f"{a['rows']} after (hash {b['hash'][:8]} vs {a['hash'][:8]}) with the parameters "
+                               f"of run {r.runs.index((text, params)) + 1}")
                     break
             r.details["rows_compared_sets"] = len(seen)
         except (SkipStatement, DbError) as exc:
