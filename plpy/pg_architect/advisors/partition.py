@@ -722,6 +722,13 @@ def migration_plan(db: Db, t: dict, col: str, typ: str, step_sql: str, step: flo
     swap += _grants(db, t["oid"], old)
     swap.append("COMMIT;")
     back.append("COMMIT;")
+    if partman:  # pg_partman's configuration and template table of the partitioned table go with it
+        back.append(f"DO $rollback$ DECLARE t text; BEGIN"
+                    f" SELECT template_table INTO t FROM {partman[0]}.part_config"
+                    f" WHERE parent_table = '{s}.{new_name}';"
+                    f" DELETE FROM {partman[0]}.part_config WHERE parent_table = '{s}.{new_name}';"
+                    f" IF t IS NOT NULL THEN EXECUTE format('DROP TABLE IF EXISTS %s', t); END IF;"
+                    f" END $rollback$;")
     back.append(f"DROP TABLE {new};")
     size = float(t["bytes"])
     n_data = hot_i + 1
