@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from . import advise, guard, knowledge, outcomes, runs, security, settings, store, workflow, workload
+from . import advise, guard, knowledge, outcomes, runs, security, settings, store, store_advice, workflow, workload
 from .advisors import drop_index, index_set
 from .catalog import _split_search_path
 from .db import Db, local_setting
@@ -139,6 +139,10 @@ def _run(db: Db, cfg: settings.Settings, prover: Prover, run_id: int, t_start: f
     housekeeping = guard.guarded(db, notes, "index housekeeping (drop_index)", drop_index.advise, db, default=[])
     h_new, h_updated = store.store_housekeeping(db, run_id, housekeeping, notes)
     new, updated = new + h_new, updated + h_updated
+    # 4-6. workload-level advice (partition, materialized_view, cache), stored with the same lifecycle
+    advice = store_advice.advise(db, notes)
+    k_new, k_updated = store_advice.store(db, run_id, advice, notes)
+    new, updated = new + k_new, updated + k_updated
     known.update(recall.summary())
     # 3. context (explain requests) and 7. hand over (superseded, open_pr requests)
     queued = guard.guarded(db, notes, "queueing sidecar requests", workflow.after_audit, db, run_id,
@@ -150,6 +154,7 @@ def _run(db: Db, cfg: settings.Settings, prover: Prover, run_id: int, t_start: f
     summary = {"run_id": run_id, "statements_seen": totals["statements_seen"],
                "statements_selected": len(selected), "statements_analyzed": analyzed, "skipped": skipped,
                "candidates_tested": tested, "drop_index_advice": len(housekeeping),
+               **{f"{k}_advice": sum(1 for a in advice if a["kind"] == k) for k in store_advice.KINDS},
                "index_set": None if iset is None else {"indexes": len(iset.chosen),
                                                        "workload_ms_before": round(iset.before_ms, 3),
                                                        "workload_ms_after": round(iset.after_ms, 3)},
