@@ -21,8 +21,23 @@ import psycopg
 import pytest
 
 from conftest import PG_BIN
-from test_partition_matview import (BY_DEVICE, BY_REGION, BY_REGION_PG, EVENTS, PRODUCT, PRODUCT_PG, PRODUCTS,
-                                    PURGE, RANGE, REGIONS, SALES, _bind, _partitions_scanned, _weeks, _write)
+from test_partition_matview import (
+    BY_DEVICE,
+    BY_REGION,
+    BY_REGION_PG,
+    EVENTS,
+    PRODUCT,
+    PRODUCT_PG,
+    PRODUCTS,
+    PURGE,
+    RANGE,
+    REGIONS,
+    SALES,
+    _bind,
+    _partitions_scanned,
+    _weeks,
+    _write,
+)
 from test_sidecar import forge, github, requests_of, sidecar  # noqa: F401  (fixtures)
 
 RANGE_PG = "SELECT count(*), max(payload) FROM pt_events WHERE created_at >= $1 AND created_at < $2"
