@@ -320,7 +320,7 @@ def _n_distinct(db: Db, t: tuple[str, str], col: str) -> float | None:
 
 # --------------------------------------------------------------------------- advice
 def advise(db: Db, settings: Settings | None = None, workload=None, on_error=None) -> list[dict]:
-    """One dict per advice (see :func:`advise_materialized_views_sql`).  With ``on_error(what,
+    """One dict per advice (``entry.advise_materialized_views`` gives them to SQL).  With ``on_error(what,
     exc)`` (the audit), each statement is advised in its own subtransaction and a failure on one
     is reported to it instead of raised (a cancel is always raised)."""
     settings = settings or load_settings(db)
@@ -474,14 +474,3 @@ def _cache(db: Db, s: partition.Stmt, settings: Settings, window: float, interva
     return {"kind": KIND_CACHE, "schema_name": t[0], "table_name": t[1], "advised": True, "ddl": None,
             "rollback_ddl": None, "rewritten_query": None, "schedule": f"TTL {int(ttl)} s", "estimate": est,
             "rationale": rationale, "statements": [s.brief(cache_key=params)]}
-
-
-def advise_materialized_views_sql(plpy) -> list[dict]:
-    """arch._advise_materialized_views(): one row per advice."""
-    from ..entry import call
-
-    rows = call(plpy, advise)
-    for r in rows:
-        for k in ("estimate", "statements"):
-            r[k] = json.dumps(r[k], default=str)
-    return rows

@@ -465,7 +465,7 @@ def load_settings(db: Db) -> Settings:
 # --------------------------------------------------------------------------- the advice
 def advise(db: Db, settings: Settings | None = None, workload: tuple[list[Stmt], float] | None = None,
            on_error=None) -> list[dict]:
-    """One dict per table to partition (see :func:`advise_partitioning_sql` for the columns).
+    """One dict per table to partition (``entry.advise_partitioning`` gives them to SQL).
     With ``on_error(what, exc)`` (the audit), each table is read in its own subtransaction and a
     failure on one table is reported to it instead of raised (a cancel is always raised)."""
     settings = settings or load_settings(db)
@@ -787,17 +787,3 @@ def migration_plan(db: Db, t: dict, col: str, typ: str, step_sql: str, step: flo
         + ([""] + [f"- must change: {c}" for c in checks] if checks else []))
     return {"migration": migration, "rollback": rollback, "steps": steps, "checks": checks,
             "partitions": len(ranges) + 1, "copy_s": copy_s, "swap_lock_s": hot_s, "runbook": runbook}
-
-
-# --------------------------------------------------------------------------- entry
-def advise_partitioning_sql(plpy) -> list[dict]:
-    """arch._advise_partitioning(): one row per advice."""
-    import json
-
-    from ..entry import call
-
-    rows = call(plpy, advise)
-    for r in rows:
-        for k in ("steps", "estimate", "statements", "not_pruned"):
-            r[k] = json.dumps(r[k], default=str)
-    return rows
