@@ -132,6 +132,24 @@ def test_audit_stores_partition_advice_with_the_lifecycle(events):
     assert recs[0]["superseded_by"] == recs[1]["id"]
 
 
+def test_one_bad_table_is_a_note_and_the_others_are_advised(events):
+    db = events
+    # A sentinel 'infinity' timestamp: the key's span is infinite, no interval can cover it.
+    db.sql("DROP TABLE IF EXISTS public.pt_bad; CREATE TABLE public.pt_bad (id bigint PRIMARY KEY, at timestamptz,"
+           " note text); INSERT INTO public.pt_bad SELECT g, timestamptz '2025-01-01' + g * interval '1 hour',"
+           " repeat('n', 60) FROM generate_series(1, 20000) g; INSERT INTO public.pt_bad VALUES (0, 'infinity', '');"
+           " CREATE INDEX pt_bad_at_idx ON public.pt_bad (at); ANALYZE public.pt_bad")
+    try:
+        db.sql("SELECT pg_stat_statements_reset()")
+        _events_workload(db)
+        db.run("SELECT count(*) FROM pt_bad WHERE at >= %s AND at < %s", [("2025-02-01", "2025-02-08")], times=5)
+        summary = db.audit()
+        assert [(r["table_name"], r["status"]) for r in kind(db, "partition")] == [("pt_events", "proposed")]
+        assert [n for n in summary["notes"] if n.startswith("partitioning advice for public.pt_bad: ")], summary
+    finally:
+        db.sql("DROP TABLE IF EXISTS public.pt_bad")
+
+
 def test_no_partition_recommendation_for_small_tables(gh_db):
     db = gh_db
     db.run("SELECT count(*) FROM behavior_log WHERE created_at >= %s AND created_at < %s",
