@@ -115,6 +115,11 @@ def test_audit_stores_partition_advice_with_the_lifecycle(events):
     assert rec["query"] == RANGE_PG and "Must change" in rec["rationale"]
     # linked to every statement it serves, not to the one that will not prune
     assert linked(db, rec["id"]) == {RANGE_PG, PURGE_PG}
+    # the knowledge base remembers a case per statement served: a similar statement finds it
+    assert db.value("SELECT count(*) FROM arch.knowledge WHERE recommendation_id = %s", (rec["id"],)) == 2
+    similar = db.dicts("SELECT recommendation_id, kind, similarity FROM arch.similar_optimizations(%s, 3)",
+                       (RANGE_PG.replace("max(payload)", "min(payload)"),))
+    assert similar[0]["recommendation_id"] == rec["id"] and similar[0]["kind"] == "partition", similar
     # the next audit finds it again: one more sighting, same row, refreshed while proposed
     again = db.audit()
     [rec2] = kind(db, "partition")

@@ -141,7 +141,7 @@ def _run(db: Db, cfg: settings.Settings, prover: Prover, run_id: int, t_start: f
     new, updated = new + h_new, updated + h_updated
     # 4-6. workload-level advice (partition, materialized_view, cache), stored with the same lifecycle
     advice = store_advice.advise(db, notes)
-    k_new, k_updated = store_advice.store(db, run_id, advice, notes)
+    k_new, k_updated = store_advice.store(db, run_id, advice, notes, recall)
     new, updated = new + k_new, updated + k_updated
     known.update(recall.summary())
     # 3. context (explain requests) and 7. hand over (superseded, open_pr requests)

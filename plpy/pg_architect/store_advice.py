@@ -27,10 +27,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from . import guard
 from .db import Db
+
+if TYPE_CHECKING:
+    from .knowledge import Recall
 
 KINDS = ("partition", "materialized_view", "cache")
 CACHE_ROLLBACK = "-- no schema change: remove the application cache (the statement reads the database again)"
@@ -156,13 +160,25 @@ def columns_of(a: dict) -> list[str]:
 
 # ------------------------------------------------------------------------------ storage
 
-def store(db: Db, run_id: int, advice: list[dict], notes: guard.Notes | None = None) -> tuple[int, int]:
-    """Store each advice in its own subtransaction; (new, updated)."""
+@dataclass
+class ServedStatement:
+    """A statement an advice serves, as the knowledge base remembers it."""
+
+    dbid: int
+    userid: int
+    queryid: int
+    query: str
+
+
+def store(db: Db, run_id: int, advice: list[dict], notes: guard.Notes | None = None,
+          recall: Recall | None = None) -> tuple[int, int]:
+    """Store each advice in its own subtransaction; (new, updated).  With ``recall``, each
+    statement it serves becomes a knowledge case (``arch.similar_optimizations()`` finds it)."""
     new = updated = 0
     dbid = int(db.scalar("SELECT oid::bigint FROM pg_catalog.pg_database WHERE datname = current_database()"))
     for a in advice:
         got = guard.guarded(db, notes, f"storing the {a['kind']} advice on {a['schema_name']}.{a['table_name']}",
-                            store_one, db, run_id, dbid, a)
+                            store_one, db, run_id, dbid, a, recall)
         if got is True:
             new += 1
         elif got is False:
@@ -184,7 +200,7 @@ def _opt(v: Any, kind: type) -> str | None:
     return None if v is None else str(kind(v))
 
 
-def store_one(db: Db, run_id: int, dbid: int, a: dict) -> bool:
+def store_one(db: Db, run_id: int, dbid: int, a: dict, recall: Recall | None = None) -> bool:
     """Insert or refresh one advice; True when it is new."""
     n = numbers(a)
     ddl, rollback = ddl_of(a)
@@ -214,6 +230,12 @@ def store_one(db: Db, run_id: int, dbid: int, a: dict) -> bool:
             " ON CONFLICT DO NOTHING",
             [rec_id, run_id, dbid, int(s["userid"]), int(s["queryid"]), float(before), float(after),
              100.0 * (before - after) / before if before else 0.0])
+    if recall is not None:
+        for s, before, after in n["links"]:
+            if s.get("query"):
+                served = ServedStatement(dbid, int(s["userid"]), int(s["queryid"]), s["query"])
+                recall.remember_statement(rec_id, served, before, after,
+                                          100.0 * (before - after) / before if before else 0.0)
     if row["status"] == "proposed":
         _supersede(db, run_id, rec_id, a)
     return bool(row["inserted"])
