@@ -389,6 +389,21 @@ def test_audit_stores_cache_advice_and_its_pull_request_is_a_note(products, gith
     assert "Invalidation" in pr["body"] and "no schema change" in pr["body"]
 
 
+def test_rejected_cache_advice_is_not_proposed_again(products):
+    db = products
+    db.run(PRODUCT, [(i % 200 + 1,) for i in range(800)])
+    first = db.audit()
+    [rec] = kind(db, "cache")
+    assert db.value("SELECT (timings->>'advice_ms')::float8 FROM arch.audit_run WHERE id = %s",
+                    (first["run_id"],)) > 0
+    db.sql("SELECT arch.reject(%s, 'the product page is cached by the CDN already')", (rec["id"],))
+    db.run(PRODUCT, [(i % 200 + 1,) for i in range(100)])
+    db.audit()
+    [again] = kind(db, "cache")
+    assert (again["id"], again["status"], again["times_seen"]) == (rec["id"], "rejected", 2)
+    assert again["details"] == rec["details"]              # frozen: the advice the DBA rejected
+
+
 def test_approved_details_are_frozen_and_a_forgery_is_refused(products, github, sidecar_dsn):
     db = products
     db.run(PRODUCT, [(i % 200 + 1,) for i in range(800)])
