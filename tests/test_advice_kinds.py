@@ -288,7 +288,7 @@ def sales(gh_db):
     db.sql("DROP TABLE IF EXISTS public.mv_sales CASCADE")
 
 
-@pytest.mark.parametrize("fmt", ["sql", "flyway"])
+@pytest.mark.parametrize("fmt", ["sql", "prisma", "flyway"])
 def test_audit_stores_materialized_view_and_its_pull_request_runs(sales, github, sidecar_dsn, dsn, fmt):
     db = sales
     db.sql("UPDATE arch.settings SET migration_format = %s", (fmt,))
@@ -314,7 +314,8 @@ def test_audit_stores_materialized_view_and_its_pull_request_runs(sales, github,
     for needle in (d["rewritten_query"], "Staleness it accepts", "refreshed every 3600 s", "0 * * * *",
                    "REFRESH MATERIALIZED VIEW CONCURRENTLY", BY_REGION_PG):
         assert needle in pr["body"], needle
-    _psql(dsn, files[path], single=True)
+    assert path.startswith("migrations/") and rec["rollback_ddl"].splitlines()[0] in files[path]
+    _run_migrations(dsn, fmt, files, [path])
     assert db.value("SELECT count(*) FROM cron.job WHERE jobname = %s", (d["refresh_job"],)) == 1
     for (region,) in REGIONS[:3]:
         assert db.sql(_bind(d["rewritten_query"], [region])) == db.sql(BY_REGION, (region,))
@@ -360,8 +361,10 @@ def products(gh_db):
     db.sql("DROP TABLE IF EXISTS public.cache_products CASCADE")
 
 
-def test_audit_stores_cache_advice_and_its_pull_request_is_a_note(products, github, sidecar_dsn):
+@pytest.mark.parametrize("fmt", ["sql", "prisma", "flyway"])
+def test_audit_stores_cache_advice_and_its_pull_request_is_a_note(products, github, sidecar_dsn, fmt):
     db = products
+    db.sql("UPDATE arch.settings SET migration_format = %s", (fmt,))
     db.run(PRODUCT, [(i % 200 + 1,) for i in range(800)])
     _write(db, "UPDATE cache_products SET price = price + 1 WHERE id = %s", [(3,)])
     db.run("SELECT name FROM cache_products WHERE price = %s", [(1,)] * 10)     # too rare: no cache
