@@ -25,7 +25,7 @@ DROP VIEW IF EXISTS arch.validations, arch.estimate_errors;
 CREATE VIEW arch.validations WITH (security_barrier) AS
 SELECT v.id, v.recommendation_id, r.kind, r.status AS recommendation_status,
        format('%I.%I', r.schema_name, r.table_name) AS table_name,
-       CASE WHEN r.kind = 'rewrite' THEN arch.visible_text(r.userid, r.ddl) ELSE r.ddl END AS ddl,
+       CASE WHEN r.kind IN ('rewrite', 'materialized_view') THEN arch.visible_text(r.userid, r.ddl) ELSE r.ddl END AS ddl,
        v.queryid, arch.visible_text(v.userid, s.query) AS query,
        CASE WHEN v.userid IS NULL OR arch.statement_visible(v.userid) THEN v.parameters END AS parameters,
        v.parameter_source, v.status, v.skip_code, v.runs,
