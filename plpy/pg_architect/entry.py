@@ -100,6 +100,28 @@ def design_indexes(plpy: Any, budget_mb: Any) -> list[dict]:
     return call(plpy, lambda db: index_set.design(db, None if budget_mb is None else float(budget_mb))["rows"])
 
 
+def advise_partitioning(plpy: Any) -> list[dict]:
+    """arch._advise_partitioning(): one row per advice (JSON columns as text)."""
+    from .advisors import partition
+
+    rows = call(plpy, partition.advise)
+    for r in rows:
+        for k in ("steps", "estimate", "statements", "not_pruned"):
+            r[k] = json.dumps(r[k], default=str)
+    return rows
+
+
+def advise_materialized_views(plpy: Any) -> list[dict]:
+    """arch._advise_materialized_views(): one row per advice (JSON columns as text)."""
+    from .advisors import matview
+
+    rows = call(plpy, matview.advise)
+    for r in rows:
+        for k in ("estimate", "statements"):
+            r[k] = json.dumps(r[k], default=str)
+    return rows
+
+
 def sample_queries(plpy: Any) -> str:
     from . import samples
 
@@ -118,6 +140,7 @@ def compare_plans(plpy: Any, queryid: int, max_values: int) -> list[dict]:
     return call(plpy, samples.compare_plans, queryid, max_values)
 
 
-__all__ = ["Db", "advise_index_housekeeping", "advise_statistics", "analyze_query", "call", "canonical_statement",
-           "check_embedding_model", "compare_plans", "design_indexes", "embed", "run_audit",
-           "sample_queries", "sampled_parameters", "similar_optimizations", "snapshot_indexes"]
+__all__ = ["Db", "advise_index_housekeeping", "advise_materialized_views", "advise_partitioning",
+           "advise_statistics", "analyze_query", "call", "canonical_statement", "check_embedding_model",
+           "compare_plans", "design_indexes", "embed", "run_audit", "sample_queries", "sampled_parameters",
+           "similar_optimizations", "snapshot_indexes"]
