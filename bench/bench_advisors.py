@@ -14,7 +14,9 @@ Steps:
      --capture-timeout-s (a statement that fails or times out is not in the capture), and the
      pg_stat_statements rows of the workload's query ids are read once.  All advisors get this
      same capture: pg_architect reads pg_stat_statements itself, right after it, before any other
-     advisor has run a statement;
+     advisor has run a statement.  A second session calls ``arch.sample_queries()`` after each
+     execution (--no-samples: not), so pg_architect also has the texts with their literals in
+     arch.query_sample, as ``arch.schedule_sampling()`` gives it in production;
   3. the advisors, each timed:
        pg_architect           ``SELECT arch.run_audit()`` (thresholds lowered for the run, restored
                               afterwards); its proposed index recommendations on the schema;
@@ -140,8 +142,12 @@ def set_timeout(conn, seconds: float) -> None:
         psycopg.sql.Literal(int(seconds * 1000))))
 
 
-def capture(conn, items: list[Item], timeout_s: float) -> tuple[list[Item], list[dict], dict]:
-    """Reset pg_stat_statements, run every item, read the capture.  Items get their query id."""
+def capture(conn, items: list[Item], timeout_s: float, sample_dsn: str | None = None
+            ) -> tuple[list[Item], list[dict], dict]:
+    """Reset pg_stat_statements, run every item, read the capture.  Items get their query id.
+    With ``sample_dsn``, a second session calls ``arch.sample_queries()`` after each execution
+    (as ``arch.schedule_sampling()`` would every minute): the texts with their literals land in
+    ``arch.query_sample`` for pg_architect, and only for it (the peers read the capture)."""
     items = [Item(it.key, it.sql, it.executions, query_id(conn, it.sql)) for it in items]
     status = {}
     reset_pgss(conn)
@@ -151,6 +157,9 @@ def capture(conn, items: list[Item], timeout_s: float) -> tuple[list[Item], list
     conn.execute("SELECT 1")
     conn.execute("SELECT pg_stat_reset()")
     set_timeout(conn, timeout_s)
+    sampler = connect(sample_dsn) if sample_dsn else None
+    if conn.execute("SELECT to_regclass('arch.query_sample') IS NOT NULL").fetchone()[0]:
+        conn.execute("DELETE FROM arch.query_sample")  # samples of an earlier run (same query ids)
     try:
         for it in items:
             t0 = time.perf_counter()
@@ -160,6 +169,8 @@ def capture(conn, items: list[Item], timeout_s: float) -> tuple[list[Item], list
                     break  # one call is enough to be in pg_stat_statements: spare slow ones
                 try:
                     conn.execute(it.sql).fetchall()
+                    if sampler is not None:
+                        sampler.execute("SELECT arch.sample_queries()")
                 except psycopg.errors.QueryCanceled:
                     st = f"timeout > {timeout_s:g}s"
                     break
@@ -170,6 +181,8 @@ def capture(conn, items: list[Item], timeout_s: float) -> tuple[list[Item], list
             log(f"  {it.key}: {st} {status[it.key]['ms']:.0f} ms")
     finally:
         conn.execute("RESET statement_timeout")
+        if sampler is not None:
+            sampler.close()
     qids = sorted({it.queryid for it in items if it.queryid is not None})
     rows = conn.execute(
         """SELECT queryid, query, calls, total_exec_time, total_exec_time / calls AS mean_exec_time
@@ -543,6 +556,9 @@ def main(argv=None) -> int:
                     help=f"git dir of supabase/index_advisor (default {DEFAULT_IA_GIT})")
     ap.add_argument("--audit-timeout-ms", type=int, default=0)
     ap.add_argument("--no-real", action="store_true", help="skip the real runs (sizes and costs only)")
+    ap.add_argument("--no-samples", action="store_true",
+                    help="do not sample the capture's texts into arch.query_sample (pg_architect then sees "
+                         "only the normalised texts, as the peers do)")
     ap.add_argument("--reload", action="store_true", help="regenerate the bench schema")
     ap.add_argument("--drop", action="store_true", help="drop the bench schema at the end")
     ap.add_argument("--out", default=os.path.join(HERE, "out"), help="directory of the JSON result")
@@ -568,7 +584,9 @@ def main(argv=None) -> int:
             with AuditSettings(conn, **BENCH_SETTINGS, max_statements=200) \
                     if {"pg_architect", "pg_architect_set"} & set(args.advisors) \
                     else _Nothing():
-                items, cap, cap_status = capture(conn, items, args.capture_timeout_s)
+                sample_dsn = None if args.no_samples or not {"pg_architect", "pg_architect_set"} & set(
+                    args.advisors) else args.dsn
+                items, cap, cap_status = capture(conn, items, args.capture_timeout_s, sample_dsn)
                 log(f"capture: {len(cap)} pg_stat_statements entries")
                 if "pg_architect" in args.advisors:  # first: it reads pg_stat_statements itself
                     log("advisor pg_architect: arch.run_audit() ...")

@@ -21,7 +21,7 @@ LANGUAGE plpython3u VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $python$
 if "pg_architect" not in __import__("sys").modules: plpy.execute("SELECT arch._boot()")
-from pg_architect import samples; return samples.sample_queries_sql(plpy)
+from pg_architect import entry; return entry.sample_queries(plpy)
 $python$;
 COMMENT ON FUNCTION arch.sample_queries() IS
 'Stores in arch.query_sample the statements of this database that pg_stat_activity shows now (active, idle in transaction, or idle since at most query_sample_idle_window), with their literals: one plannable statement per text only (never a utility statement, several statements, a truncated text or a call of arch), then prunes to the caps. Runs with the caller''s rights (other roles'' texts need pg_read_all_stats). Returns {seen, stored, skipped, dropped, hidden}.';
@@ -44,7 +44,7 @@ LANGUAGE plpython3u STABLE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $python$
 if "pg_architect" not in __import__("sys").modules: plpy.execute("SELECT arch._boot()")
-from pg_architect import samples; return samples.sampled_parameters_sql(plpy, queryid, min_samples)
+from pg_architect import entry; return entry.sampled_parameters(plpy, queryid, min_samples)
 $python$;
 COMMENT ON FUNCTION arch.sampled_parameters(bigint, integer) IS
 'What the samples of a statement say about its $n parameters, per role that ran it and whose texts the caller may read: value tuples with counts (most frequent first), constant parameters with their partial-index predicate (status = ''pending''), expressions normalisation hid ((payload ->> ''order_id'')). min_samples: default the setting constant_parameter_min_samples.';
@@ -57,7 +57,7 @@ LANGUAGE plpython3u VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $python$
 if "pg_architect" not in __import__("sys").modules: plpy.execute("SELECT arch._boot()")
-from pg_architect import samples; return samples.compare_plans_sql(plpy, queryid, max_values)
+from pg_architect import entry; return entry.compare_plans(plpy, queryid, max_values)
 $python$;
 COMMENT ON FUNCTION arch.compare_plans(bigint, integer) IS
 'The generic plan of a statement against its custom plans (plan_cache_mode = force_custom_plan) for the max_values most frequent sampled value tuples, or, without samples, pg_stats'' most common values of the compared columns; planned with the rights of the role that ran it (never the caller''s), nothing executed.';

@@ -16,8 +16,10 @@ import time
 from dataclasses import dataclass
 
 from . import analyze, security
+from .advisors import sampled_candidates
 from .advisors.base import Advice, Advisor, Proof, StatementContext, advise
 from .advisors.index import IndexAdvisor
+from .advisors.index_candidates import generate_candidates
 from .advisors.rewrite import RewriteAdvisor
 from .advisors.statistics_advisor import StatisticsAdvisor
 from .catalog import PgCatalog, search_path_for
@@ -63,10 +65,12 @@ def advisors() -> list[Advisor]:
 def analyze_one(db: Db, prover: Prover, text: str, settings: Settings, *,
                 userid: int | None = None, share: float | None = None, calls: int | None = None,
                 total_ms: float | None = None, search_path: list[str] | None = None,
-                plan_as: security.PlanAs | None = None) -> StatementResult:
+                plan_as: security.PlanAs | None = None, queryid: int | None = None) -> StatementResult:
     """Analyse one statement: parse, let the advisors propose and prove, keep their choice.
 
-    With ``plan_as``, every planner call runs as role ``userid`` (the caller when None)."""
+    With ``plan_as``, every planner call runs as role ``userid`` (the caller when None).  With
+    ``queryid`` (the audit), the statement's query samples of that role feed candidates and
+    custom-plan costing (advisors/sampled_candidates.py); without enough samples nothing changes."""
     t0 = time.monotonic()
     skip = security.utility_skip(text)
     if skip is not None:
@@ -76,6 +80,7 @@ def analyze_one(db: Db, prover: Prover, text: str, settings: Settings, *,
             raise SkipStatement("temp_object", "it uses an object of a temporary schema (pg_temp) of the "
                                 "session that ran it, which cannot be resolved from the audit's session")
         prover.run_as = plan_as.wrapper_for(userid)
+    facts = sampled_candidates.safe_facts(db, queryid, userid, text)
     path = search_path if search_path is not None else search_path_for(db, userid)
     with local_setting(db, "search_path", ", ".join(quote_ident(p, always=True) for p in path) or "pg_catalog"):
         cat = PgCatalog(db, path)
@@ -83,9 +88,19 @@ def analyze_one(db: Db, prover: Prover, text: str, settings: Settings, *,
         if info.kind == "insert" and not info.tables:
             raise SkipStatement("not_supported", "INSERT ... VALUES has nothing an index can speed up")
         before = prover.load(info.text, info.param_count, info.free_params)
+        if facts is not None:
+            metas = {key: cat.table_meta(*key) for key in info.tables}
+            known = {c.definition() for c in generate_candidates(info, metas, max_columns=settings.max_index_columns)}
+            facts = sampled_candidates.prepare(db, facts, info, metas, text, settings.max_index_columns, known)
+            facts = sampled_candidates.with_custom_before(prover, facts)
         ctx = StatementContext(db=db, text=text, info=info, catalog=cat, before=before, settings=settings,
-                               share=share, calls=calls, total_ms=total_ms, started=t0, prover=prover)
+                               share=share, calls=calls, total_ms=total_ms, started=t0, prover=prover,
+                               samples=facts)
         advice = advise(ctx, prover, advisors())
+        if facts is not None and facts.generic_only:
+            left = (f"left out {len(facts.generic_only)} index candidate(s) only the generic plan (NULL arguments) "
+                    f"uses, not the custom plans of the sampled values: {', '.join(facts.generic_only[:3])}")
+            advice.note = f"{advice.note}; {left}" if advice.note else left
         cross_reference(advice.proven)
         return StatementResult(advice=advice, info=info, catalog=cat)
 

@@ -185,7 +185,8 @@ def _analyze(db: Db, prover: Prover, st: WindowStatement, cfg: settings.Settings
     try:
         with db.subtransaction():
             return advise.analyze_one(db, prover, st.query, cfg, userid=st.userid, share=st.share,
-                                      calls=st.calls, total_ms=st.total_time_ms, plan_as=plan_as), None, None
+                                      calls=st.calls, total_ms=st.total_time_ms, plan_as=plan_as,
+                                      queryid=st.queryid), None, None
     except SkipStatement as s:
         if isinstance(s.__cause__, DbError) and canceled(s.__cause__):
             raise s.__cause__ from None

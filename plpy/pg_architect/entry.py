@@ -122,7 +122,25 @@ def advise_materialized_views(plpy: Any) -> list[dict]:
     return rows
 
 
+def sample_queries(plpy: Any) -> str:
+    from . import samples
+
+    return json.dumps(call(plpy, samples.sample_queries))
+
+
+def sampled_parameters(plpy: Any, queryid: int, min_samples: int | None) -> list[dict]:
+    from . import samples
+
+    return call(plpy, samples.sampled_parameters, queryid, min_samples)
+
+
+def compare_plans(plpy: Any, queryid: int, max_values: int) -> list[dict]:
+    from . import samples
+
+    return call(plpy, samples.compare_plans, queryid, max_values)
+
+
 __all__ = ["Db", "advise_index_housekeeping", "advise_materialized_views", "advise_partitioning",
-           "advise_statistics", "analyze_query", "call", "canonical_statement",
-           "check_embedding_model", "design_indexes", "embed", "run_audit", "similar_optimizations",
-           "snapshot_indexes"]
+           "advise_statistics", "analyze_query", "call", "canonical_statement", "check_embedding_model",
+           "compare_plans", "design_indexes", "embed", "run_audit", "sample_queries", "sampled_parameters",
+           "similar_optimizations", "snapshot_indexes"]

@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from .analyze import SkipStatement
-from .db import INDETERMINATE_DATATYPE, QUERY_CANCELED, Db, DbError, extension_schema
+from .db import INDETERMINATE_DATATYPE, QUERY_CANCELED, Db, DbError, extension_schema, local_setting
 from .sqltext import quote_ident, several_statements
 
 STMT = "pga_audit_stmt"
@@ -246,6 +246,30 @@ class Prover:
             if exc.sqlstate == QUERY_CANCELED:
                 raise
             code, reason = _SQLSTATE_SKIPS.get(exc.sqlstate or "", ("plan_error", "EXPLAIN failed"))
+            raise SkipStatement(code, f"{reason}: {str(exc).splitlines()[0]}") from None
+        return parse_plan(next(iter(row.values())))
+
+    def explain_values(self, values: list, reprepare: bool = False) -> Plan:
+        """The custom plan of the prepared statement for ``values`` (one text per parameter, None
+        = NULL): ``plan_cache_mode = force_custom_plan`` for this EXPLAIN only, the values quoted
+        by the server (``quote_nullable``), planned as :attr:`run_as` like every other call."""
+        if reprepare:
+            self._prepare()
+        n = len(self.types) or self._param_count()
+        vals = [None if v is None else str(v) for v in list(values)[:n]]
+        vals += [None] * (n - len(vals))
+        args = ""
+        if n:
+            args = "(" + str(self.db.scalar(
+                "SELECT pg_catalog.string_agg(pg_catalog.quote_nullable(u.v #>> '{}'), ', ' ORDER BY u.o)"
+                " FROM pg_catalog.jsonb_array_elements($1) WITH ORDINALITY AS u(v, o)", [vals])) + ")"
+        try:
+            with local_setting(self.db, "plan_cache_mode", "force_custom_plan"), self.db.subtransaction():
+                row = self._planner(f"EXPLAIN (FORMAT JSON) EXECUTE {STMT}{args}")[0]
+        except DbError as exc:
+            if exc.sqlstate == QUERY_CANCELED:
+                raise
+            code, reason = _SQLSTATE_SKIPS.get(exc.sqlstate or "", ("plan_error", "EXPLAIN with sampled values failed"))
             raise SkipStatement(code, f"{reason}: {str(exc).splitlines()[0]}") from None
         return parse_plan(next(iter(row.values())))
 

@@ -751,18 +751,8 @@ def plans(db: Db, text: str, value_sets: list[list], *, userid: int | None = Non
 
 
 # ---------------------------------------------------------------------------------------
-# entry points of the SQL functions (PL/Python bodies: import + one call)
+# what the SQL functions call (through entry.py: PL/Python bodies are import + one call)
 # ---------------------------------------------------------------------------------------
-
-def _plpy_call(plpy, fn, *args):
-    from .entry import call
-
-    return call(plpy, fn, *args)
-
-
-def sample_queries_sql(plpy) -> str:
-    return json.dumps(_plpy_call(plpy, sample_queries))
-
 
 def _userids(db: Db, queryid: int) -> list[int]:
     rows = db.query("SELECT DISTINCT q.userid::bigint AS userid FROM arch.query_sample q"
@@ -794,10 +784,6 @@ def sampled_parameters(db: Db, queryid: int, min_samples: int | None) -> list[di
                                                             normalised=text)),
         })
     return out
-
-
-def sampled_parameters_sql(plpy, queryid, min_samples):
-    return _plpy_call(plpy, sampled_parameters, queryid, min_samples)
 
 
 def compare_plans(db: Db, queryid: int, max_values: int) -> list[dict]:
@@ -860,6 +846,3 @@ def _pg_stats_sets(db: Db, text: str, userid: int | None, n: int) -> list[list]:
     return [[(per[k][i] if k in per and i < len(per[k]) else None) for k in range(1, nmax + 1)]
             for i in range(min(depth, n))]
 
-
-def compare_plans_sql(plpy, queryid, max_values):
-    return _plpy_call(plpy, compare_plans, queryid, max_values)

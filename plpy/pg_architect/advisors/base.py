@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from ..db import Db
     from ..prove import Plan, Prover
     from ..settings import Settings
+    from .sampled_candidates import SampleFacts
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,9 @@ class StatementContext:
     # The audit's prover with the statement PREPAREd (as its role): for advisors whose detection
     # itself needs the planner (statistics); an advisor that uses it leaves the statement prepared.
     prover: Prover | None = None
+    # What the statement's query samples say (enough of them, same queryid and role): sampled
+    # candidates and custom-plan costing (advisors/sampled_candidates.py); None: no samples.
+    samples: SampleFacts | None = None
 
     def over_budget(self) -> bool:
         return (time.monotonic() - self.started) * 1000 > self.settings.statement_budget_ms
@@ -79,6 +83,9 @@ class Proof:
     similar_to: tuple[dict, ...] = ()  # past cases that moved the confidence
     plan: Plan | None = None  # the plan with the candidate (for choose / plan_changes)
     label: str | None = None  # the candidate's name in that plan (e.g. hypopg's index name)
+    # how it was costed when not with the generic plan alone: custom plans for sampled values
+    # beside the generic plan (advisors/sampled_candidates.py); stored in confidence_factors
+    costing: dict = field(default_factory=dict)
 
     def but(self, **changes: Any) -> Proof:
         """A copy with ``changes`` (proofs are never mutated)."""

@@ -8,7 +8,13 @@
 * choose: one index per table: the cheapest plain index (key columns only), a simpler one
   preferred when its cost is within SIMPLER_WITHIN of the cheapest; a covering or partial index
   replaces it only when it saves a meaningful amount on top (more than SIMPLER_WITHIN relative
-  *and* more than EXTRA_MIN_SHARE of the statement's original cost);
+  *and* more than EXTRA_MIN_SHARE of the statement's original cost), or, for a partial index only
+  the statement's samples revealed, when it is at most SAMPLED_SIZE_SHARE of the plain one's size
+  and about as fast (within SIMPLER_WITHIN, or dearer by at most SAMPLED_MAX_LOSS of the
+  statement's cost before);
+* samples: with enough query samples of the statement (``ctx.samples``), the candidates only the
+  literals reveal come first, and every candidate may be proven with custom plans for the
+  sampled values instead of the generic plan (:mod:`.sampled_candidates`);
 * render: ``index_ddl.for_candidate`` (``CREATE INDEX CONCURRENTLY``, or the per-partition
   procedure on a partitioned table).
 """
@@ -19,7 +25,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from .. import index_ddl, prove
 from ..errors import DbError, canceled
-from . import index_candidates
+from . import index_candidates, sampled_candidates
 from .base import Advisor, Candidate, NotProvable, Proof, StatementContext
 
 if TYPE_CHECKING:
@@ -30,6 +36,11 @@ SIMPLER_WITHIN = 1.10
 # A covering (INCLUDE) or partial index must save at least this share of the statement's
 # original cost on top of the best plain index to be preferred over it.
 EXTRA_MIN_SHARE = 0.01
+# A partial index only the statement's samples revealed replaces an about-as-fast plain index
+# when it is at most this share of its size.
+SAMPLED_SIZE_SHARE = 0.5
+# ... and when it gives up at most this share of the statement's cost before (custom plans).
+SAMPLED_MAX_LOSS = 0.05
 
 _KIND_WORDS = {"single": "A single-column index",
                "multi": "A multi-column index (equality columns first, then range, then ordering)",
@@ -57,6 +68,8 @@ class IndexCandidate(Candidate):
         self.spec = spec
         self.schema = spec.schema
         self.table = spec.table
+        # True: proven with custom plans for the statement's sampled values (ctx.samples)
+        self.custom = False
 
     def __repr__(self) -> str:
         return f"IndexCandidate({self.spec!r})"
@@ -85,6 +98,8 @@ class IndexCandidate(Candidate):
         return bool(self.spec.include or self.spec.where)
 
     def prove(self, prover: prove.Prover, ctx: StatementContext) -> Proof | None:
+        if self.custom and ctx.samples is not None:
+            return sampled_candidates.prove_custom(self, prover, ctx)
         try:
             oid, hname = prover.create_hypothetical(self.hypo_sql())
         except DbError as exc:
@@ -130,6 +145,8 @@ class IndexCandidate(Candidate):
         kind = _KIND_WORDS.get(self.spec.kind, "An index")
         parts.append(f"{kind}; estimated size {fmt_bytes(proof.size_bytes)} on a table of {fmt_bytes(act['bytes'])}; "
                      f"writes are {act['write_ratio'] * 100:.0f} % of the table's row activity.")
+        if proof.costing:
+            parts.append(sampled_candidates.rationale(proof.costing))
         return " ".join(parts)
 
 
@@ -139,7 +156,17 @@ class IndexAdvisor(Advisor):
     def propose(self, ctx: StatementContext) -> list[Candidate]:
         metas = {key: ctx.catalog.table_meta(*key) for key in ctx.info.tables}
         specs = index_candidates.generate_candidates(ctx.info, metas, max_columns=ctx.settings.max_index_columns)
-        return [IndexCandidate(s) for s in specs]
+        facts = ctx.samples
+        if facts is None:
+            return [IndexCandidate(s) for s in specs]
+        # the candidates only the samples reveal first; with a custom basis every candidate is
+        # proven with the sampled values' custom plans (sampled_candidates.py)
+        out: list[Candidate] = []
+        for s in [*facts.specs, *specs]:
+            c = IndexCandidate(s)
+            c.custom = facts.custom
+            out.append(c)
+        return out
 
     def after_proving(self, prover: prove.Prover) -> None:
         # Re-prepare without hypothetical indexes so nothing cached refers to them.
@@ -155,18 +182,26 @@ class IndexAdvisor(Advisor):
         out = []
         for (schema, table), items in by_table.items():
             plain = _pick([p for p in items if not _index(p).extra()])
-            extra = _pick([p for p in items if _index(p).extra()])
+            extra = _pick([p for p in items if _index(p).extra() and not p.costing.get("sampled_candidate")])
+            sampled = _pick([p for p in items if _index(p).extra() and p.costing.get("sampled_candidate")])
             chosen = plain
             if extra is not None and (plain is None or (
                     extra.cost_after * SIMPLER_WITHIN < plain.cost_after
                     and plain.cost_after - extra.cost_after > EXTRA_MIN_SHARE * before.cost)):
                 chosen = extra
+            if sampled is not None and (chosen is None or _smaller_sampled(sampled, chosen)
+                                        or sampled.cost_after * SIMPLER_WITHIN < chosen.cost_after):
+                chosen = sampled
             assert chosen is not None and chosen.plan is not None and chosen.label is not None
             cand = _index(chosen)
             act = ctx.catalog.table_activity(schema, table)
             size_ratio = (chosen.size_bytes or 0) / act["bytes"] if act["bytes"] else 0.0
             conf, factors = prove.confidence(chosen.gain_pct / 100.0, ctx.share, act["write_ratio"], size_ratio)
-            changes = prove.plan_changes(before, chosen.plan, {chosen.label: cand.name()})
+            base = before
+            if chosen.costing and ctx.samples is not None and ctx.samples.before is not None:
+                base = ctx.samples.before  # the custom plan of the most frequent sampled values
+                factors = {**factors, "costing": chosen.costing}
+            changes = prove.plan_changes(base, chosen.plan, {chosen.label: cand.name()})
             proof = chosen.but(changes=changes, confidence=conf, factors=factors, table_bytes=act["bytes"])
             out.append(proof.but(rationale=cand.rationale(proof, ctx)))
         return out
@@ -175,6 +210,19 @@ class IndexAdvisor(Advisor):
 def _index(p: Proof) -> IndexCandidate:
     assert isinstance(p.candidate, IndexCandidate)
     return p.candidate
+
+
+def _smaller_sampled(extra: Proof, plain: Proof) -> bool:
+    """A partial index only the samples revealed replaces the plain one when it is at most
+    SAMPLED_SIZE_SHARE of its size (the rows the statement always asks for, not the whole table)
+    and about as fast: within SIMPLER_WITHIN, or dearer by at most SAMPLED_MAX_LOSS of the
+    statement's cost before (both costed with the same custom plans)."""
+    if not extra.costing.get("sampled_candidate"):
+        return False
+    small = (extra.size_bytes or 0) <= SAMPLED_SIZE_SHARE * (plain.size_bytes or 0)
+    close = (extra.cost_after <= plain.cost_after * SIMPLER_WITHIN + 1e-9
+             or extra.cost_after - plain.cost_after <= SAMPLED_MAX_LOSS * extra.cost_before)
+    return small and close
 
 
 def _pick(group: list[Proof]) -> Proof | None:

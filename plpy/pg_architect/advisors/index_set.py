@@ -61,7 +61,7 @@ from ..security import PLANNABLE_SQL_RE, PlanAs, references_temp_schema
 from ..settings import Settings
 from ..settings import load_into as load_settings
 from ..sqltext import quote_ident
-from . import index_join_candidates
+from . import index_join_candidates, sampled_candidates
 from .base import Proof
 from .index import IndexCandidate, fmt_bytes
 
@@ -94,6 +94,9 @@ class Statement:
     path: list = field(default_factory=list)
     tables: set = field(default_factory=set)
     cache: dict = field(default_factory=dict)  # frozenset of definitions on its tables -> cost
+    # its query samples, when it has enough; with facts.custom it is costed with the custom
+    # plans of its sampled values (advisors/sampled_candidates.py), else with its generic plan
+    samples: sampled_candidates.SampleFacts | None = None
 
     def ms(self, cost: float) -> float:
         """Estimated time (ms over the window) at planner cost ``cost``."""
@@ -208,6 +211,13 @@ class Search:
         self.prover.text = st.text
         self.prover.types = list(st.types)
 
+    def _explain(self, st: Statement):
+        """The statement's plan with the hypothetical indexes present now (re-PREPAREd): the
+        weighted custom plans of its sampled values when it is costed with them, else generic."""
+        if st.samples is not None and st.samples.custom:
+            return sampled_candidates.weighted_plan(self.prover, st.samples)
+        return self.prover.explain(reprepare=True)
+
     def cost(self, st: Statement, chosen) -> float:
         """The statement's planner cost with the chosen indexes on its tables present."""
         key = frozenset(d for d in chosen if self.pool[d].table in st.tables)
@@ -216,7 +226,7 @@ class Search:
         self._materialize(st.tables, key)
         self._use(st)
         try:
-            c = self.prover.explain(reprepare=True).cost
+            c = self._explain(st).cost
         except SkipStatement:
             c = st.base_cost
         self.explains += 1
@@ -231,7 +241,7 @@ class Search:
             self._materialize(st.tables, defs)
             self._use(st)
             try:
-                plans.append(self.prover.explain(reprepare=True))
+                plans.append(self._explain(st))
             except SkipStatement:
                 return {"removed": [], "added": []}
         return prove_plan_changes(plans[0], plans[1], self.hypo_names)
@@ -326,6 +336,7 @@ class Search:
         if references_temp_schema(st.text):
             raise SkipStatement("temp_object", "it uses an object of a temporary schema (pg_temp)")
         self.prover.run_as = self.plan_as.wrapper_for(st.userid)
+        facts = sampled_candidates.safe_facts(self.db, st.queryid, st.userid, st.text)
         st.path = search_path_for(self.db, st.userid)
         self.db.execute("SELECT set_config('search_path', $1, true)",
                         [", ".join(quote_ident(p, always=True) for p in st.path) or "pg_catalog"])
@@ -334,12 +345,18 @@ class Search:
         if not info.tables:
             raise SkipStatement("not_supported", "no table an index could speed up")
         before = self.prover.load(info.text, info.param_count, info.free_params)
+        metas = {key: cat.table_meta(*key) for key in info.tables}
+        cands = generate_candidates(info, metas, max_columns=s.max_index_columns)[: s.max_candidates]
+        st.samples = sampled_candidates.prepare(self.db, facts, info, metas, st.text, s.max_index_columns,
+                                                {c.definition() for c in cands})
+        st.samples = sampled_candidates.with_custom_before(self.prover, st.samples)
+        if st.samples is not None and st.samples.custom and st.samples.before is not None:
+            before = st.samples.before
+            cands = st.samples.specs + cands  # the candidates only the samples reveal first
         if before.cost <= 0:
             raise SkipStatement("not_supported", "its estimated cost is zero")
         st.text, st.types, st.base_cost = info.text, list(self.prover.types), before.cost
         st.tables = set(info.tables)
-        metas = {key: cat.table_meta(*key) for key in info.tables}
-        cands = generate_candidates(info, metas, max_columns=s.max_index_columns)[: s.max_candidates]
         cands += index_join_candidates.join_candidates(self.db, info, cat, metas, s.max_index_columns)
         seen: set[str] = set()
         for cand in cands:
@@ -356,7 +373,7 @@ class Search:
                     raise
                 continue
             try:
-                plan = self.prover.explain(reprepare=True)
+                plan = self._explain(st)
                 size = self.prover.hypothetical_size(oid)
             finally:
                 self.prover.drop_hypothetical(oid)
@@ -634,6 +651,13 @@ def audit_proofs(db: Db, prover: Prover, plan_as: PlanAs, run_id: int, analysed:
                          f"({wst.share * 100:.1f} % of all statement time). Estimated size "
                          f"{fmt_bytes(e.size)} on a table of {fmt_bytes(act['bytes'])}; writes are "
                          f"{act['write_ratio'] * 100:.0f} % of the table's row activity.")
+            if s.samples is not None and s.samples.custom:
+                factors["costing"] = {"basis": "custom", "samples": s.samples.samples,
+                                      "value_sets": [{"values": v, "count": c} for v, c in s.samples.value_sets],
+                                      "sampled_candidate": e.cand in s.samples.specs,
+                                      "skewed_columns": list(s.samples.skewed)}
+                rationale += (f" This statement was costed with {s.samples.describe()}, not its generic plan"
+                              + (" (an index only its samples reveal)." if e.cand in s.samples.specs else "."))
             out.setdefault((s.queryid, s.userid), []).append(Proof(
                 candidate=cand, cost_before=before, cost_after=after, gain_pct=gain, size_bytes=e.size,
                 changes=changes, confidence=conf, factors=factors, rationale=rationale,

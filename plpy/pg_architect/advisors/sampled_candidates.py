@@ -1,0 +1,316 @@
+"""Real parameter values in the audit (issue 10): index candidates and custom-plan costing from
+the statement's query samples (``arch.query_sample``, :mod:`pg_architect.samples`).
+
+pg_stat_statements shows ``WHERE status = $1`` and ``payload->>$1 = $2``; the generic plan with
+NULL arguments cannot match ``status = $1`` to a partial index nor ``payload->>$1`` to an
+expression index, and it assumes an average value where the data is skewed.  When a statement
+has enough samples -- at least ``constant_parameter_min_samples`` of the *same queryid and role*
+(``arch.query_sample.userid``: a role's samples never feed another role's statement) whose
+every ``$n`` aligned with a literal -- this module:
+
+* **proposes** what only the literals reveal (:func:`candidates`): a parameter that had one value
+  in every sample and is compared with ``=`` to a column gives a partial index ``WHERE col =
+  'const'`` (keys: the statement's other equality, range and ORDER BY columns, as
+  :func:`.index_candidates.generate_candidates` builds them); a JSON key (``payload->>$1``,
+  always ``'order_id'``) gives the expression index ``((payload ->> 'order_id'))``, alone and
+  followed by the equality columns;
+* **costs with custom plans** (:func:`prove_custom`, :func:`weighted_plan`): PREPARE with the
+  statement's parameter types, then ``EXPLAIN EXECUTE`` with the sampled literals under
+  ``plan_cache_mode = force_custom_plan`` (``Prover.explain_values``), planned as the
+  statement's role through ``security.PlanAs``; re-PREPAREd after each hypopg change.  The cost
+  is the mean over the :data:`MAX_VALUE_SETS` most frequent sampled value tuples, weighted by
+  their counts.  Used for every index candidate of the statement when it has a sampled candidate
+  or a *skewed* compared column (:func:`skew_ratio`: pg_stats' most common value at least
+  :data:`SKEW_RATIO` times as frequent as its least frequent one, or as an average value outside
+  the list).  The generic plan's cost with and without the candidate is recorded beside it
+  (``Proof.costing``, stored in ``confidence_factors->'costing'``);
+* **the rule**: on that custom basis a candidate is proven only when a custom plan for the
+  sampled values uses it.  An index only the NULL-argument generic plan likes (it assumes
+  ``1 / n_distinct`` of the rows where the sampled values are the frequent ones) is not proposed.
+
+Statements without enough samples are costed exactly as before (generic plan only).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .. import pgparse, samples  # noqa: F401  (pgparse first: libpg_query with RTLD_DEEPBIND)
+from ..analyze import StatementInfo, TableUsage
+from ..db import Db, DbError
+from ..errors import SkipStatement, canceled
+from ..prove import Plan, Prover
+from ..settings import load_into as load_settings
+from ..sqltext import quote_ident
+from .base import NotProvable, Proof
+from .index_candidates import Candidate, TableMeta, generate_candidates
+
+if TYPE_CHECKING:
+    from .base import StatementContext
+
+# Custom plans are costed for at most this many sampled value tuples (the most frequent).
+MAX_VALUE_SETS = 3
+# A compared column is skewed when pg_stats' most common value is at least this many times as
+# frequent as the least frequent one of the list (or as an average value outside the list).
+SKEW_RATIO = 10.0
+
+__all__ = ["MAX_VALUE_SETS", "SKEW_RATIO", "SampleFacts", "candidates", "facts_for", "prepare",
+           "prove_custom", "skew_ratio", "weighted_plan"]
+
+
+@dataclass
+class _Min:
+    constant_parameter_min_samples: int
+
+
+@dataclass
+class SampleFacts:
+    """What the samples of one statement (queryid, role) say."""
+
+    samples: int  # aligned samples with a literal at every $n
+    value_sets: list[tuple[list[str | None], int]]  # most frequent first, at most MAX_VALUE_SETS
+    constants: list[dict]  # samples.constants_from
+    expressions: list[dict]  # samples.expressions_from
+    skewed: list[str] = field(default_factory=list)  # "table.column (ratio)" of skewed compared columns
+    specs: list[Candidate] = field(default_factory=list)  # candidates only the samples reveal
+    custom: bool = False  # every index candidate costed with custom plans
+    before: Plan | None = None  # the weighted custom plan without any candidate (cached)
+    generic_only: list[str] = field(default_factory=list)  # names the rule left out
+
+    def describe(self) -> str:
+        n = len(self.value_sets)
+        return (f"custom plans for the {n} most frequent sampled parameter value"
+                f"{'s' if n == 1 else ' tuples'} ({self.samples} samples)")
+
+
+def facts_for(db: Db, queryid: int | None, userid: int | None, text: str) -> SampleFacts | None:
+    """The samples of statement ``queryid`` run by ``userid`` that the caller may read (None
+    when there are fewer than constant_parameter_min_samples whose every ``$n`` had a literal)."""
+    if queryid is None or userid is None:
+        return None
+    al = [a for a in samples.alignments(db, int(queryid), int(userid), text)
+          if all(s.known for s in a.slots.values())]
+    if not al:
+        return None  # (most statements: one query, no settings read)
+    need = load_settings(db, _Min).constant_parameter_min_samples
+    if len(al) < max(need, 1):
+        return None
+    nums = range(1, max((n for a in al for n in a.slots), default=0) + 1)
+    counts: Counter = Counter()
+    order: dict[tuple, int] = {}
+    for i, a in enumerate(al):
+        t = tuple(a.slots[n].value if n in a.slots else None for n in nums)
+        counts[t] += 1
+        order.setdefault(t, i)
+    sets = sorted(counts.items(), key=lambda kv: (-kv[1], order[kv[0]]))[:MAX_VALUE_SETS]
+    return SampleFacts(samples=len(al), value_sets=[(list(t), c) for t, c in sets],
+                       constants=samples.constants_from(al, need), expressions=samples.expressions_from(al, need))
+
+
+def safe_facts(db: Db, queryid: int | None, userid: int | None, text: str) -> SampleFacts | None:
+    """:func:`facts_for`, None when reading the samples fails (the statement is then costed as
+    without samples); a cancel is never swallowed."""
+    try:
+        with db.subtransaction():
+            return facts_for(db, queryid, userid, text)
+    except DbError as exc:
+        if canceled(exc):
+            raise
+        return None
+
+
+# ---------------------------------------------------------------------------------------
+# skew (pg_stats)
+# ---------------------------------------------------------------------------------------
+
+def skew_ratio(stats: dict | None) -> float | None:
+    """Most common value's frequency over the least frequent one's (of the MCV list, or of an
+    average value outside it); None without a most-common-values list."""
+    if not stats:
+        return None
+    mcf = [float(f) for f in stats.get("most_common_freqs") or [] if f is not None]
+    if not mcf:
+        return None
+    lo = min(mcf)
+    nd = float(stats.get("n_distinct") or 0)
+    rest = 1.0 - float(stats.get("null_frac") or 0) - sum(mcf)
+    if nd > len(mcf) and rest > 0:
+        lo = min(lo, rest / (nd - len(mcf)))
+    return max(mcf) / lo if lo > 0 else None
+
+
+def _key(info: StatementInfo, table) -> tuple[str, str] | None:
+    """The key of ``info.tables`` a table named in a sample refers to (``schema.name``,
+    ``name``, or None when the statement reads one table), or None when ambiguous."""
+    if table is None:
+        return next(iter(info.tables)) if len(info.tables) == 1 else None
+    if isinstance(table, tuple):
+        schema, name = table
+    else:
+        schema, _, name = table.rpartition(".")
+        schema = schema or None
+    hits = [k for k in info.tables if k[1] == name and (schema is None or k[0] == schema)]
+    return hits[0] if len(hits) == 1 else None
+
+
+def _skewed(db: Db, info: StatementInfo, text: str) -> list[str]:
+    out: list[str] = []
+    for c in samples.parameter_columns(text).values():
+        key = _key(info, c["table"])
+        if key is None:
+            continue
+        ratio = skew_ratio(samples.pg_stats_values(db, key[0], key[1], c["column"], 100))
+        label = f"{key[1]}.{c['column']}"
+        if ratio is not None and ratio >= SKEW_RATIO and not any(s.startswith(label + " ") for s in out):
+            out.append(f"{label} ({ratio:,.0f}x)")
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# candidates
+# ---------------------------------------------------------------------------------------
+
+def _equality(c: dict) -> bool:
+    """``col = 'const'`` (the constant compared with ``=`` to the column, written column first)."""
+    pred, col = c.get("predicate"), c.get("column")
+    if not pred or not col:
+        return False
+    return re.match(re.escape(quote_ident(str(col))) + r"\s*=\s*(?!=)", str(pred)) is not None
+
+
+def candidates(info: StatementInfo, metas: dict[tuple[str, str], TableMeta], facts: SampleFacts,
+               max_columns: int) -> list[Candidate]:
+    """Partial and expression index candidates only the samples reveal."""
+    aug = copy.deepcopy(info)
+    preds: set[str] = set()
+    exprs: set[str] = set()
+    for c in facts.constants:
+        key = _key(aug, c.get("table")) if c.get("table") else None
+        if key is None or not _equality(c):
+            continue
+        u: TableUsage = aug.tables[key]
+        col = c["column"]
+        u.eq = [x for x in u.eq if x != col]
+        u.range = [x for x in u.range if x != col]
+        u.order_by = [x for x in u.order_by if x[0] != col]
+        if c["predicate"] not in u.constant_preds:
+            u.constant_preds.append(c["predicate"])
+        preds.add(c["predicate"])
+    for e in facts.expressions:
+        key = _key(aug, e.get("table"))
+        if key is None:
+            continue
+        u = aug.tables[key]
+        u.expr_eq = [x for x in u.expr_eq if "$" not in x]
+        if e["expression"] not in u.expr_eq:
+            u.expr_eq.insert(0, e["expression"])
+        exprs.add(e["expression"])
+    if not preds and not exprs:
+        return []
+    out = []
+    for cand in generate_candidates(aug, metas, max_columns=max_columns, max_candidates=1000):
+        where = cand.where or ""
+        if any(p in where for p in preds) or any(k in exprs for k in cand.keys):
+            out.append(cand)
+    return out
+
+
+def prepare(db: Db, facts: SampleFacts | None, info: StatementInfo, metas: dict[tuple[str, str], TableMeta],
+            text: str, max_columns: int, known: set[str]) -> SampleFacts | None:
+    """With the parsed statement: the sampled candidates (those not in ``known``, the
+    definitions the generator found from the text), the skewed columns, and whether the
+    statement is costed with custom plans."""
+    if facts is None:
+        return None
+    facts.specs = [c for c in candidates(info, metas, facts, max_columns) if c.definition() not in known]
+    facts.skewed = _skewed(db, info, text)
+    facts.custom = bool(facts.specs or facts.skewed)
+    return facts
+
+
+# ---------------------------------------------------------------------------------------
+# custom-plan costing
+# ---------------------------------------------------------------------------------------
+
+def weighted_plan(prover: Prover, facts: SampleFacts, reprepare: bool = True) -> Plan:
+    """The custom plans of the prepared statement for the sampled value tuples as one plan: the
+    count-weighted mean cost, the nodes of the most frequent tuple's plan, every index used."""
+    if reprepare:
+        prover.explain(reprepare=True)  # re-PREPARE (a hypopg change) and check the generic plan
+    plans = [prover.explain_values(v) for v, _ in facts.value_sets]
+    total = sum(c for _, c in facts.value_sets) or 1
+    cost = sum(p.cost * c for p, (_, c) in zip(plans, facts.value_sets)) / total
+    names: set[str] = set()
+    for p in plans:
+        names |= p.index_names
+    return Plan(cost=cost, nodes=plans[0].nodes, index_names=names, raw=plans[0].raw)
+
+
+def with_custom_before(prover: Prover, facts: SampleFacts | None) -> SampleFacts | None:
+    """``facts`` with the custom plans of the sampled values costed before any candidate (the
+    statement PREPAREd in ``prover``); None when the sampled values cannot be planned (a value
+    that does not fit its parameter's type ...): the statement is then costed as without samples."""
+    if facts is None or not facts.custom:
+        return facts
+    try:
+        facts.before = weighted_plan(prover, facts)
+    except SkipStatement:
+        return None
+    return facts
+
+
+def prove_custom(cand: Any, prover: Prover, ctx: StatementContext) -> Proof | None:
+    """Prove index candidate ``cand`` (an advisors.index.IndexCandidate) with custom plans for
+    the statement's sampled values, the generic plan recorded beside them."""
+    facts = ctx.samples
+    assert facts is not None
+    if facts.before is None:
+        facts.before = weighted_plan(prover, facts)
+    before = facts.before
+    try:
+        oid, hname = prover.create_hypothetical(cand.hypo_sql())
+    except DbError as exc:
+        if canceled(exc):
+            raise
+        raise NotProvable(str(exc)) from exc
+    try:
+        generic = prover.explain(reprepare=True)
+        plan = weighted_plan(prover, facts, reprepare=False)
+        size = prover.hypothetical_size(oid)
+    finally:
+        prover.drop_hypothetical(oid)
+    generic_uses = hname in generic.index_names
+    if hname not in plan.index_names:
+        if generic_uses:
+            facts.generic_only.append(cand.name())
+        return None
+    gain = (before.cost - plan.cost) / before.cost * 100.0 if before.cost > 0 else 0.0
+    costing = {"basis": "custom", "samples": facts.samples,
+               "value_sets": [{"values": v, "count": c} for v, c in facts.value_sets],
+               "custom_cost_before": round(before.cost, 2), "custom_cost_after": round(plan.cost, 2),
+               "generic_cost_before": round(ctx.before.cost, 2),
+               "generic_cost_after": round(generic.cost, 2) if generic_uses else None,
+               "sampled_candidate": cand.spec in facts.specs, "skewed_columns": list(facts.skewed)}
+    return Proof(candidate=cand, cost_before=before.cost, cost_after=plan.cost, gain_pct=gain, size_bytes=size,
+                 plan=plan, label=hname, costing=costing)
+
+
+def rationale(costing: dict) -> str:
+    """The sentence of a rationale on how a proof was costed."""
+    if costing.get("basis") != "custom":
+        return ""
+    n = len(costing.get("value_sets") or [])
+    what = ("An index only the statement's samples reveal (the literals behind its parameters). "
+            if costing.get("sampled_candidate") else "")
+    skew = (f" Skewed compared column{'s' if len(costing['skewed_columns']) > 1 else ''}: "
+            f"{', '.join(costing['skewed_columns'])}." if costing.get("skewed_columns") else "")
+    gen = (f"the generic plan (NULL arguments) costs {costing['generic_cost_before']:,.1f} -> "
+           f"{costing['generic_cost_after']:,.1f}" if costing.get("generic_cost_after") is not None
+           else f"the generic plan (NULL arguments, cost {costing['generic_cost_before']:,.1f}) cannot use it")
+    return (f"{what}Costed with custom plans for the {n} most frequent sampled parameter value "
+            f"tuple{'' if n == 1 else 's'} ({costing['samples']} samples, weighted by count): "
+            f"{costing['custom_cost_before']:,.1f} -> {costing['custom_cost_after']:,.1f}; {gen}.{skew}")
