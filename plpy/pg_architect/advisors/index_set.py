@@ -21,12 +21,23 @@ every statement, costed with the whole chosen set present:
    plan, as its own role) with every chosen index on its tables present as a hypothetical
    index; planner cost becomes time with each statement's own ratio at the current state
    (``mean_exec_time / cost`` without the set), times its calls. Subtracted: the write cost
-   (below) and :data:`STORAGE_MS_PER_MB` per MB. A move is taken only when its net benefit is
+   (below) and the storage price (below). A move is taken only when its net benefit is
    positive and at least :data:`MIN_MOVE_SHARE` of the workload time; ``index_budget_mb`` and
    ``max_indexes_per_table`` are never exceeded. The search stops when no move pays.
 4. **Interference**: a final pass removes every chosen index whose removal does not raise the
    estimated workload time by more than its own write and storage cost (with the others
    present the planner may prefer those), until none is removed.
+
+Storage price, relative to the window so that the choice is the same on a millisecond test
+workload and on a week of production: an index must save at least
+
+    table_ms × (MIN_INDEX_SHARE + STORAGE_SHARE × index_bytes / table_bytes)
+
+(``table_ms``: the window's time of the statements on its table; defaults 1 % and 10 %: an
+index a tenth of its table's size must save 2 % of that time, one as large as the table 11 %),
+plus its write cost.  Sizes are :mod:`.index_size`'s estimate of the built index.  Moves are
+ranked by net benefit per MB compared at :data:`RANK_DIGITS` significant digits; ties go to the
+smaller index, then to the definition's text (never to dict or hash order).
 
 Write cost per table: the rows written (``pg_stat_user_tables``: ``n_tup_ins + n_tup_upd -
 n_tup_hot_upd + n_tup_del``; a HOT update maintains no index), counted since the database's
@@ -61,7 +72,7 @@ from ..security import PLANNABLE_SQL_RE, PlanAs, references_temp_schema
 from ..settings import Settings
 from ..settings import load_into as load_settings
 from ..sqltext import quote_ident
-from . import index_join_candidates
+from . import index_join_candidates, index_size
 from .base import Proof
 from .index import IndexCandidate, fmt_bytes
 
@@ -73,8 +84,14 @@ from .index_candidates import Candidate, generate_candidates, normalize_sql_frag
 # entry, its WAL and the later vacuum of a dead one; 10 µs is on the safe side of what a
 # b-tree insert costs on a busy server.
 INDEX_WRITE_MS_PER_ROW = 0.01
-# Every MB of index must save at least this much statement time (ms) in the window.
-STORAGE_MS_PER_MB = 1.0
+# The storage price of an index, relative to the window (see the module's docstring): every
+# index must save MIN_INDEX_SHARE of the statement time on its table, plus STORAGE_SHARE times
+# its size over the table's size (an index as large as its table: 10 % more).
+MIN_INDEX_SHARE = 0.01
+STORAGE_SHARE = 0.10
+# Net benefits per MB are compared at this relative precision (planner and timing noise): a
+# closer pair is a tie, which the smaller index wins, then the definition's text.
+RANK_DIGITS = 2
 # A move must save at least this share of the workload's estimated time (planner noise).
 MIN_MOVE_SHARE = 0.001
 # Merged candidates per table at most (pairs on the same leading column).
@@ -149,6 +166,11 @@ def merge(a: Candidate, b: Candidate, max_columns: int) -> Candidate | None:
     return Candidate(a.schema, a.table, tuple(keys), tuple(incl), a.where, "multi")
 
 
+def _round_sig(x: float, digits: int = RANK_DIGITS) -> float:
+    """``x`` at ``digits`` significant digits (0 stays 0)."""
+    return float(f"{x:.{digits - 1}e}")
+
+
 class Search:
     """The pool, the hypothetical indexes of this backend and the costing of statements."""
 
@@ -167,6 +189,8 @@ class Search:
         self.window_writes: dict[tuple[str, str], float] | None = None
         self.explains = 0
         self.hypo_names: dict[str, str] = {}  # hypopg's index name -> the candidate's name
+        self._table_ms: dict[tuple[str, str], float] = {}
+        self._table_bytes: dict[tuple[str, str], float] = {}
 
     # -- hypothetical indexes ----------------------------------------------------------
     def _create(self, d: str) -> None:
@@ -175,12 +199,12 @@ class Search:
         self.prover.run_as = self.plan_as.wrapper_for(e.userid)  # as a role that proposed it
         try:
             oid, hname = self.prover.create_hypothetical(e.cand.hypo_sql())
+            if e.size is None:
+                e.size = index_size.hypothetical_index_bytes(self.prover, e.cand, oid) or 0
         finally:
             self.prover.run_as = saved
         self.present[d] = oid
         self.hypo_names[hname] = e.cand.name()
-        if e.size is None:
-            e.size = self.prover.hypothetical_size(oid) or 0
 
     def _drop(self, d: str) -> None:
         oid = self.present.pop(d)
@@ -252,9 +276,29 @@ class Search:
             self.write_rows[table] = (float(r["w"]) if r else 0.0) * self.window_factor
         return self.write_rows[table] * INDEX_WRITE_MS_PER_ROW
 
+    def table_ms(self, table: tuple[str, str]) -> float:
+        """The window's time (ms) of the statements on ``table`` (without any index of the set)."""
+        if table not in self._table_ms:
+            self._table_ms[table] = sum(st.total_ms for st in self.statements if table in st.tables)
+        return self._table_ms[table]
+
+    def table_bytes(self, table: tuple[str, str]) -> float:
+        if table not in self._table_bytes:
+            self._table_bytes[table] = float(self.db.scalar(
+                "SELECT coalesce((SELECT sum(pg_catalog.pg_relation_size(t.relid)) FROM pg_catalog.pg_partition_tree("
+                "(pg_catalog.quote_ident($1) || '.' || pg_catalog.quote_ident($2))::regclass) t), 0)::float8",
+                list(table)) or 0.0)
+        return self._table_bytes[table]
+
+    def storage_ms(self, d: str) -> float:
+        """The storage price of one index: what it must save besides its write cost."""
+        table = self.pool[d].table
+        ratio = self.size_of(d) * 1048576.0 / max(self.table_bytes(table), 8192.0)
+        return self.table_ms(table) * (MIN_INDEX_SHARE + STORAGE_SHARE * ratio)
+
     def upkeep_ms(self, d: str) -> float:
-        """Write cost plus storage cost of one index."""
-        return self.write_ms(self.pool[d].table) + self.size_of(d) * STORAGE_MS_PER_MB
+        """Write cost plus storage price of one index."""
+        return self.write_ms(self.pool[d].table) + self.storage_ms(d)
 
     # -- step 1 and 2: the workload and the pool ------------------------------------------
     def load_workload(self) -> float:
@@ -357,7 +401,7 @@ class Search:
                 continue
             try:
                 plan = self.prover.explain(reprepare=True)
-                size = self.prover.hypothetical_size(oid)
+                size = index_size.hypothetical_index_bytes(self.prover, cand, oid)
             finally:
                 self.prover.drop_hypothetical(oid)
             self.explains += 1
@@ -407,11 +451,17 @@ class Search:
     def _current(self, chosen: list[str]) -> dict:
         return {(st.queryid, st.userid): st.ms(self.cost(st, chosen)) for st in self.statements}
 
+    def _rank(self, d: str, net: float, size: float) -> tuple[float, float, str]:
+        """Heap key of a move: net benefit per MB at RANK_DIGITS significant digits (best
+        first), then the smaller index, then the definition's text."""
+        return (-_round_sig(net / max(size, 0.01)), self.size_of(d), d)
+
     def greedy(self, budget_mb: float | None, total_ms: float) -> list[str]:
         chosen: list[str] = []
         current = self._current(chosen)
         floor = MIN_MOVE_SHARE * total_ms
-        heap = [(-(e.bound / max(self.size_of(d), 0.01)), d, -1) for d, e in self.pool.items()]
+        heap = [(self._rank(d, e.bound, self.size_of(d)), d, -1)
+                for d, e in sorted(self.pool.items())]
         heapq.heapify(heap)
         step = 0  # moves taken so far: an entry evaluated at this step is exact
         while heap:
@@ -419,8 +469,9 @@ class Search:
             if d in chosen or any(serves(self.pool[c].cand, self.pool[d].cand) for c in chosen):
                 continue
             net, size, removed = self._move(d, chosen, current)
-            if at != step and heap and -heap[0][0] > net / max(size, 0.01):
-                heapq.heappush(heap, (-(net / max(size, 0.01)), d, step))  # stale bound: re-queue
+            key = self._rank(d, net, size)
+            if at != step and heap and heap[0][0] < key:
+                heapq.heappush(heap, (key, d, step))  # stale bound: re-queue
                 continue
             if net <= floor:
                 continue
