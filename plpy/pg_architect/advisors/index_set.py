@@ -285,9 +285,10 @@ class Search:
     def table_bytes(self, table: tuple[str, str]) -> float:
         if table not in self._table_bytes:
             self._table_bytes[table] = float(self.db.scalar(
-                "SELECT coalesce((SELECT sum(pg_catalog.pg_relation_size(t.relid)) FROM pg_catalog.pg_partition_tree("
-                "(pg_catalog.quote_ident($1) || '.' || pg_catalog.quote_ident($2))::regclass) t), 0)::float8",
-                list(table)) or 0.0)
+                "SELECT coalesce(CASE WHEN c.relkind = 'p' THEN (SELECT sum(pg_catalog.pg_relation_size(t.relid))"
+                " FROM pg_catalog.pg_partition_tree(c.oid) t) ELSE pg_catalog.pg_relation_size(c.oid) END, 0)::float8"
+                " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname = $1 AND c.relname = $2", list(table)) or 0.0)
         return self._table_bytes[table]
 
     def storage_ms(self, d: str) -> float:
