@@ -31,13 +31,16 @@ every statement, costed with the whole chosen set present:
 Storage price, relative to the window so that the choice is the same on a millisecond test
 workload and on a week of production: an index must save at least
 
-    table_ms × (MIN_INDEX_SHARE + STORAGE_SHARE × index_bytes / table_bytes)
+    served_ms × (MIN_INDEX_SHARE + STORAGE_SHARE × index_bytes / table_bytes)
 
-(``table_ms``: the window's time of the statements on its table; defaults 1 % and 10 %: an
-index a tenth of its table's size must save 2 % of that time, one as large as the table 11 %),
-plus its write cost.  Sizes are :mod:`.index_size`'s estimate of the built index.  Moves are
-ranked by net benefit per MB compared at :data:`RANK_DIGITS` significant digits; ties go to the
-smaller index, then to the definition's text (never to dict or hash order).
+(``served_ms``: the window's time of the statements it serves, i.e. that are cheaper with it
+than without it, the rest of the set present; defaults 1 % and 1: an index a tenth of its
+table's size must save 11 % of that time, one a hundredth of it 2 %), plus its write cost.
+Priced by the statements it serves, not by the whole window, one statement that dominates the
+window does not price every other statement's index out.  Sizes are :mod:`.index_size`'s
+estimate of the built index.  Moves are ranked by net benefit per MB compared at
+:data:`RANK_DIGITS` significant digits; ties go to the smaller index, then to the definition's
+text (never to dict or hash order).
 
 Write cost per table: the rows written (``pg_stat_user_tables``: ``n_tup_ins + n_tup_upd -
 n_tup_hot_upd + n_tup_del``; a HOT update maintains no index), counted since the database's
@@ -85,10 +88,10 @@ from .index_candidates import Candidate, generate_candidates, normalize_sql_frag
 # b-tree insert costs on a busy server.
 INDEX_WRITE_MS_PER_ROW = 0.01
 # The storage price of an index, relative to the window (see the module's docstring): every
-# index must save MIN_INDEX_SHARE of the statement time on its table, plus STORAGE_SHARE times
-# its size over the table's size (an index as large as its table: 10 % more).
+# index must save MIN_INDEX_SHARE of the time of the statements it serves, plus STORAGE_SHARE
+# times its size over its table's size (an index a tenth of its table's size: 10 % more).
 MIN_INDEX_SHARE = 0.01
-STORAGE_SHARE = 0.10
+STORAGE_SHARE = 1.0
 # Net benefits per MB are compared at this relative precision (planner and timing noise): a
 # closer pair is a tie, which the smaller index wins, then the definition's text.
 RANK_DIGITS = 2
@@ -189,7 +192,6 @@ class Search:
         self.window_writes: dict[tuple[str, str], float] | None = None
         self.explains = 0
         self.hypo_names: dict[str, str] = {}  # hypopg's index name -> the candidate's name
-        self._table_ms: dict[tuple[str, str], float] = {}
         self._table_bytes: dict[tuple[str, str], float] = {}
 
     # -- hypothetical indexes ----------------------------------------------------------
@@ -276,11 +278,12 @@ class Search:
             self.write_rows[table] = (float(r["w"]) if r else 0.0) * self.window_factor
         return self.write_rows[table] * INDEX_WRITE_MS_PER_ROW
 
-    def table_ms(self, table: tuple[str, str]) -> float:
-        """The window's time (ms) of the statements on ``table`` (without any index of the set)."""
-        if table not in self._table_ms:
-            self._table_ms[table] = sum(st.total_ms for st in self.statements if table in st.tables)
-        return self._table_ms[table]
+    def served_ms(self, d: str, with_d: list[str], without_d: list[str]) -> float:
+        """The window's time (ms, without any index of the set) of the statements on ``d``'s
+        table that are cheaper with ``with_d`` than with ``without_d``: those ``d`` serves."""
+        table = self.pool[d].table
+        return sum(st.total_ms for st in self.statements
+                   if table in st.tables and self.cost(st, with_d) < self.cost(st, without_d))
 
     def table_bytes(self, table: tuple[str, str]) -> float:
         if table not in self._table_bytes:
@@ -291,15 +294,15 @@ class Search:
                 " WHERE n.nspname = $1 AND c.relname = $2", list(table)) or 0.0)
         return self._table_bytes[table]
 
-    def storage_ms(self, d: str) -> float:
-        """The storage price of one index: what it must save besides its write cost."""
-        table = self.pool[d].table
-        ratio = self.size_of(d) * 1048576.0 / max(self.table_bytes(table), 8192.0)
-        return self.table_ms(table) * (MIN_INDEX_SHARE + STORAGE_SHARE * ratio)
+    def storage_ms(self, d: str, served_ms: float) -> float:
+        """The storage price of one index serving statements of ``served_ms`` in the window:
+        what it must save besides its write cost."""
+        ratio = self.size_of(d) * 1048576.0 / max(self.table_bytes(self.pool[d].table), 8192.0)
+        return served_ms * (MIN_INDEX_SHARE + STORAGE_SHARE * ratio)
 
-    def upkeep_ms(self, d: str) -> float:
+    def upkeep_ms(self, d: str, served_ms: float) -> float:
         """Write cost plus storage price of one index."""
-        return self.write_ms(self.pool[d].table) + self.storage_ms(d)
+        return self.write_ms(self.pool[d].table) + self.storage_ms(d, served_ms)
 
     # -- step 1 and 2: the workload and the pool ------------------------------------------
     def load_workload(self) -> float:
@@ -445,7 +448,9 @@ class Search:
         tables = {table}
         before = sum(current_ms[st.queryid, st.userid] for st in self.statements if st.tables & tables)
         after = self.workload_ms(new, tables)
-        upkeep = self.upkeep_ms(d) - sum(self.upkeep_ms(r) for r in removed)
+        kept = [c for c in chosen if c not in removed]
+        upkeep = self.upkeep_ms(d, self.served_ms(d, new, kept)) - sum(
+            self.upkeep_ms(r, self.served_ms(r, chosen, [c for c in chosen if c != r])) for r in removed)
         size = self.size_of(d) - sum(self.size_of(r) for r in removed)
         return before - after - upkeep, size, removed
 
@@ -496,7 +501,7 @@ class Search:
             for d in chosen:
                 rest = [c for c in chosen if c != d]
                 loss = self.workload_ms(rest, {self.pool[d].table}) - self.workload_ms(chosen, {self.pool[d].table})
-                excess = loss - self.upkeep_ms(d)
+                excess = loss - self.upkeep_ms(d, self.served_ms(d, chosen, rest))
                 if excess <= 0 and (worst is None or excess < worst[0]):
                     worst = (excess, d)
             if worst is None:
