@@ -22,7 +22,8 @@ every statement, costed with the whole chosen set present:
    index; planner cost becomes time with each statement's own ratio at the current state
    (``mean_exec_time / cost`` without the set), times its calls. Subtracted: the write cost
    (below) and the storage price (below). A move is taken only when its net benefit is
-   positive and at least :data:`MIN_MOVE_SHARE` of the workload time; ``index_budget_mb`` and
+   at least :data:`MIN_MOVE_SHARE` of the workload time and :data:`MOVE_MARGIN` of the time of
+   the statements it serves (the noise margin); ``index_budget_mb`` and
    ``max_indexes_per_table`` are never exceeded. The search stops when no move pays.
 4. **Interference**: a final pass removes every chosen index whose removal does not raise the
    estimated workload time by more than its own write and storage cost (with the others
@@ -95,8 +96,13 @@ STORAGE_SHARE = 1.0
 # Net benefits per MB are compared at this relative precision (planner and timing noise): a
 # closer pair is a tie, which the smaller index wins, then the definition's text.
 RANK_DIGITS = 2
-# A move must save at least this share of the workload's estimated time (planner noise).
+# A move must save at least this share of the workload's estimated time (planner noise) ...
 MIN_MOVE_SHARE = 0.001
+# ... and its net benefit (after its upkeep) must be at least this share of the time of the
+# statements it serves: statement times in a short window are noisy, and a move that only just
+# pays (a wider index replacing a narrower one for a few ms) would be taken in one audit and not
+# in the next.
+MOVE_MARGIN = 0.05
 # Merged candidates per table at most (pairs on the same leading column).
 MAX_MERGES_PER_TABLE = 20
 _OWN = re.compile(r"\barch\s*\.", re.I)
@@ -440,8 +446,9 @@ class Search:
     def served_by(self, d: str, chosen: list[str]) -> list[str]:
         return [c for c in chosen if serves(self.pool[d].cand, self.pool[c].cand)]
 
-    def _move(self, d: str, chosen: list[str], current_ms: dict) -> tuple[float, float, list[str]]:
-        """(net benefit ms, size change MB, indexes it replaces) of adding ``d``."""
+    def _move(self, d: str, chosen: list[str], current_ms: dict) -> tuple[float, float, list[str], float]:
+        """(net benefit ms, size change MB, indexes it replaces, time of the statements it serves)
+        of adding ``d``."""
         table = self.pool[d].table
         removed = self.served_by(d, chosen)
         new = [c for c in chosen if c not in removed] + [d]
@@ -449,10 +456,11 @@ class Search:
         before = sum(current_ms[st.queryid, st.userid] for st in self.statements if st.tables & tables)
         after = self.workload_ms(new, tables)
         kept = [c for c in chosen if c not in removed]
-        upkeep = self.upkeep_ms(d, self.served_ms(d, new, kept)) - sum(
+        served = self.served_ms(d, new, kept)
+        upkeep = self.upkeep_ms(d, served) - sum(
             self.upkeep_ms(r, self.served_ms(r, chosen, [c for c in chosen if c != r])) for r in removed)
         size = self.size_of(d) - sum(self.size_of(r) for r in removed)
-        return before - after - upkeep, size, removed
+        return before - after - upkeep, size, removed, served
 
     def _current(self, chosen: list[str]) -> dict:
         return {(st.queryid, st.userid): st.ms(self.cost(st, chosen)) for st in self.statements}
@@ -474,12 +482,12 @@ class Search:
             _, d, at = heapq.heappop(heap)
             if d in chosen or any(serves(self.pool[c].cand, self.pool[d].cand) for c in chosen):
                 continue
-            net, size, removed = self._move(d, chosen, current)
+            net, size, removed, served = self._move(d, chosen, current)
             key = self._rank(d, net, size)
             if at != step and heap and heap[0][0] < key:
                 heapq.heappush(heap, (key, d, step))  # stale bound: re-queue
                 continue
-            if net <= floor:
+            if net <= max(floor, MOVE_MARGIN * served):
                 continue
             new = [c for c in chosen if c not in removed] + [d]
             if budget_mb is not None and sum(self.size_of(c) for c in new) > budget_mb:
