@@ -224,7 +224,9 @@ def test_interference_removal(scratch, dsn):
     reset_table_stats(db)
     db.sql("SELECT pg_stat_statements_reset()")
     db.run("SELECT pad FROM iset.t WHERE a = %s AND b = %s", [(i, i) for i in range(1, 11)])
-    db.run("SELECT pad FROM iset.t WHERE b = %s", [(i,) for i in range(1, 11)])
+    # the look-up by b alone runs three times as often: t(b, a), over a third of the table's
+    # size, clearly pays for itself (at equal calls it is close to its storage price)
+    db.run("SELECT pad FROM iset.t WHERE b = %s", [(i,) for i in range(1, 31)])
     with psycopg.connect(dsn) as conn, conn.transaction():  # one transaction, as arch.design_indexes()
         pdb = PsycopgDb(conn)
         settings = load_settings(pdb, index_set.Settings)
