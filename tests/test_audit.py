@@ -25,8 +25,16 @@ def test_audit_finds_expected_indexes(low_thresholds):
     summary = db.audit()
     assert summary["statements_analyzed"] >= 3
     ddls = [r["ddl"] for r in recommendations(db)]
-    # The multi-column index: equality column first, then the range/ordering column.
-    assert any(index_cols(d) == "user_id, created_at" for d in ddl_for(db, "behavior_log")), ddls
+    # One index led by the equality column serves the user's events.  The audit chooses one set
+    # for the workload (arch.settings.audit_index_set): with ~20 events per user the
+    # deduplicated (user_id) costs about the same as (user_id, created_at) at a fraction of its
+    # size; the statement's own best index, proven alone, is still the multi-column one:
+    # equality column first, then the range/ordering column.
+    [bl] = ddl_for(db, "behavior_log")
+    assert index_cols(bl).split(", ")[0] == "user_id", ddls
+    alone = db.dicts("SELECT ddl FROM arch.analyze_query(%s) WHERE kind = 'index'",
+                     (USER_EVENTS.replace("%s", "$1", 1).replace("%s", "$2"),))
+    assert index_cols(alone[0]["ddl"]) == "user_id, created_at", alone
     # The expression index for lower(email) = $1.
     assert any(index_cols(d) == "(lower(email))" for d in ddl_for(db, "users")), ddls
     for r in recommendations(db):
@@ -178,7 +186,7 @@ def test_cli_audit_over_psycopg(low_thresholds, dsn, capsys):
     assert out["statements_analyzed"] >= 3
     runs = db.dicts("SELECT host FROM arch.audit_run")
     assert runs == [{"host": "cli"}]
-    assert any(index_cols(d) == "user_id, created_at" for d in ddl_for(db, "behavior_log"))
+    assert [index_cols(d).split(", ")[0] for d in ddl_for(db, "behavior_log")] == ["user_id"]
 
 
 def test_cli_failed_audit_is_recorded_as_failed(low_thresholds, dsn, capsys):

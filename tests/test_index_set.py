@@ -80,8 +80,11 @@ def test_wider_index_replaces_its_prefix_when_it_pays(scratch):
     db.sql("ANALYZE iset.ev")
     reset_table_stats(db)
     db.sql("SELECT pg_stat_statements_reset()")
+    # the feed runs twenty times as often as the count: the wider index's saving on it pays for
+    # its size (about 6 MB against 1.3 MB for the deduplicated (user_id)) with the noise margin;
+    # at equal calls it does not
     db.run("SELECT id, created_at FROM iset.ev WHERE user_id = %s ORDER BY created_at DESC LIMIT 20",
-           [(u,) for u in range(1, 11)])
+           [(u % 200,) for u in range(1, 201)])
     db.run("SELECT count(*) FROM iset.ev WHERE user_id = %s", [(u,) for u in range(1, 11)])
     rows = design(db)
     ev = on(rows, "iset.ev")
@@ -221,7 +224,9 @@ def test_interference_removal(scratch, dsn):
     reset_table_stats(db)
     db.sql("SELECT pg_stat_statements_reset()")
     db.run("SELECT pad FROM iset.t WHERE a = %s AND b = %s", [(i, i) for i in range(1, 11)])
-    db.run("SELECT pad FROM iset.t WHERE b = %s", [(i,) for i in range(1, 11)])
+    # the look-up by b alone runs three times as often: t(b, a), over a third of the table's
+    # size, clearly pays for itself (at equal calls it is close to its storage price)
+    db.run("SELECT pad FROM iset.t WHERE b = %s", [(i,) for i in range(1, 31)])
     with psycopg.connect(dsn) as conn, conn.transaction():  # one transaction, as arch.design_indexes()
         pdb = PsycopgDb(conn)
         settings = load_settings(pdb, index_set.Settings)

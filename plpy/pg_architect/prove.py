@@ -105,6 +105,7 @@ class Prover:
         # pg_temp SECURITY DEFINER wrapper of security.PlanAs: every planner call (PREPARE,
         # EXPLAIN, hypopg_create_index) runs through it, as the statement's role.
         self.run_as: str | None = None
+        self.size_cache: dict = {}  # advisors.index_size: table statistics read once per prover
         self.reset()
 
     def _planner(self, sql: str, rows: bool = True, literal: str | None = None) -> list[dict]:
@@ -148,6 +149,22 @@ class Prover:
                 return int(self.db.scalar(f"SELECT {self.h}.hypopg_relation_size($1::bigint::oid)", [oid]))
         except DbError:
             return None
+
+    def predicate_rows(self, schema: str, table: str, where: str) -> float | None:
+        """Rows of ``schema.table`` the planner expects to satisfy ``where`` (a partial index's
+        predicate), planned as the planning role; None when it cannot be planned."""
+        sql = (f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {quote_ident(schema, always=True)}."
+               f"{quote_ident(table, always=True)} WHERE {where}")
+        if several_statements(sql):
+            return None
+        try:
+            with self.db.subtransaction():
+                row = self._planner(sql)[0]
+        except DbError as exc:
+            if exc.sqlstate == QUERY_CANCELED:
+                raise
+            return None
+        return float(parse_plan(next(iter(row.values()))).raw.get("Plan Rows") or 0.0)
 
     def drop_hypothetical(self, oid: int) -> None:
         with self.db.subtransaction():

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from .. import index_ddl, prove
 from ..errors import DbError, canceled
-from . import index_candidates, sampled_candidates
+from . import index_candidates, index_size, sampled_candidates
 from .base import Advisor, Candidate, NotProvable, Proof, StatementContext
 
 if TYPE_CHECKING:
@@ -108,7 +108,7 @@ class IndexCandidate(Candidate):
             raise NotProvable(str(exc)) from exc
         try:
             plan = prover.explain(reprepare=True)
-            size = prover.hypothetical_size(oid)
+            size = index_size.hypothetical_index_bytes(prover, self.spec, oid)
         finally:
             prover.drop_hypothetical(oid)
         if hname not in plan.index_names:

@@ -21,12 +21,27 @@ every statement, costed with the whole chosen set present:
    plan, as its own role) with every chosen index on its tables present as a hypothetical
    index; planner cost becomes time with each statement's own ratio at the current state
    (``mean_exec_time / cost`` without the set), times its calls. Subtracted: the write cost
-   (below) and :data:`STORAGE_MS_PER_MB` per MB. A move is taken only when its net benefit is
-   positive and at least :data:`MIN_MOVE_SHARE` of the workload time; ``index_budget_mb`` and
+   (below) and the storage price (below). A move is taken only when its net benefit is
+   at least :data:`MIN_MOVE_SHARE` of the workload time and :data:`MOVE_MARGIN` of the time of
+   the statements it serves (the noise margin); ``index_budget_mb`` and
    ``max_indexes_per_table`` are never exceeded. The search stops when no move pays.
 4. **Interference**: a final pass removes every chosen index whose removal does not raise the
    estimated workload time by more than its own write and storage cost (with the others
    present the planner may prefer those), until none is removed.
+
+Storage price, relative to the window so that the choice is the same on a millisecond test
+workload and on a week of production: an index must save at least
+
+    served_ms × (MIN_INDEX_SHARE + STORAGE_SHARE × index_bytes / table_bytes)
+
+(``served_ms``: the window's time of the statements it serves, i.e. that are cheaper with it
+than without it, the rest of the set present; defaults 1 % and 1: an index a tenth of its
+table's size must save 11 % of that time, one a hundredth of it 2 %), plus its write cost.
+Priced by the statements it serves, not by the whole window, one statement that dominates the
+window does not price every other statement's index out.  Sizes are :mod:`.index_size`'s
+estimate of the built index.  Moves are ranked by net benefit per MB compared at
+:data:`RANK_DIGITS` significant digits; ties go to the smaller index, then to the definition's
+text (never to dict or hash order).
 
 Write cost per table: the rows written (``pg_stat_user_tables``: ``n_tup_ins + n_tup_upd -
 n_tup_hot_upd + n_tup_del``; a HOT update maintains no index), counted since the database's
@@ -61,7 +76,7 @@ from ..security import PLANNABLE_SQL_RE, PlanAs, references_temp_schema
 from ..settings import Settings
 from ..settings import load_into as load_settings
 from ..sqltext import quote_ident
-from . import index_join_candidates, sampled_candidates
+from . import index_join_candidates, index_size, sampled_candidates
 from .base import Proof
 from .index import IndexCandidate, fmt_bytes
 
@@ -73,10 +88,21 @@ from .index_candidates import Candidate, generate_candidates, normalize_sql_frag
 # entry, its WAL and the later vacuum of a dead one; 10 µs is on the safe side of what a
 # b-tree insert costs on a busy server.
 INDEX_WRITE_MS_PER_ROW = 0.01
-# Every MB of index must save at least this much statement time (ms) in the window.
-STORAGE_MS_PER_MB = 1.0
-# A move must save at least this share of the workload's estimated time (planner noise).
+# The storage price of an index, relative to the window (see the module's docstring): every
+# index must save MIN_INDEX_SHARE of the time of the statements it serves, plus STORAGE_SHARE
+# times its size over its table's size (an index a tenth of its table's size: 10 % more).
+MIN_INDEX_SHARE = 0.01
+STORAGE_SHARE = 1.0
+# Net benefits per MB are compared at this relative precision (planner and timing noise): a
+# closer pair is a tie, which the smaller index wins, then the definition's text.
+RANK_DIGITS = 2
+# A move must save at least this share of the workload's estimated time (planner noise) ...
 MIN_MOVE_SHARE = 0.001
+# ... and its net benefit (after its upkeep) must be at least this share of the time of the
+# statements it serves: statement times in a short window are noisy, and a move that only just
+# pays (a wider index replacing a narrower one for a few ms) would be taken in one audit and not
+# in the next.
+MOVE_MARGIN = 0.05
 # Merged candidates per table at most (pairs on the same leading column).
 MAX_MERGES_PER_TABLE = 20
 _OWN = re.compile(r"\barch\s*\.", re.I)
@@ -152,6 +178,11 @@ def merge(a: Candidate, b: Candidate, max_columns: int) -> Candidate | None:
     return Candidate(a.schema, a.table, tuple(keys), tuple(incl), a.where, "multi")
 
 
+def _round_sig(x: float, digits: int = RANK_DIGITS) -> float:
+    """``x`` at ``digits`` significant digits (0 stays 0)."""
+    return float(f"{x:.{digits - 1}e}")
+
+
 class Search:
     """The pool, the hypothetical indexes of this backend and the costing of statements."""
 
@@ -170,6 +201,7 @@ class Search:
         self.window_writes: dict[tuple[str, str], float] | None = None
         self.explains = 0
         self.hypo_names: dict[str, str] = {}  # hypopg's index name -> the candidate's name
+        self._table_bytes: dict[tuple[str, str], float] = {}
 
     # -- hypothetical indexes ----------------------------------------------------------
     def _create(self, d: str) -> None:
@@ -178,12 +210,12 @@ class Search:
         self.prover.run_as = self.plan_as.wrapper_for(e.userid)  # as a role that proposed it
         try:
             oid, hname = self.prover.create_hypothetical(e.cand.hypo_sql())
+            if e.size is None:
+                e.size = index_size.hypothetical_index_bytes(self.prover, e.cand, oid) or 0
         finally:
             self.prover.run_as = saved
         self.present[d] = oid
         self.hypo_names[hname] = e.cand.name()
-        if e.size is None:
-            e.size = self.prover.hypothetical_size(oid) or 0
 
     def _drop(self, d: str) -> None:
         oid = self.present.pop(d)
@@ -262,9 +294,31 @@ class Search:
             self.write_rows[table] = (float(r["w"]) if r else 0.0) * self.window_factor
         return self.write_rows[table] * INDEX_WRITE_MS_PER_ROW
 
-    def upkeep_ms(self, d: str) -> float:
-        """Write cost plus storage cost of one index."""
-        return self.write_ms(self.pool[d].table) + self.size_of(d) * STORAGE_MS_PER_MB
+    def served_ms(self, d: str, with_d: list[str], without_d: list[str]) -> float:
+        """The window's time (ms, without any index of the set) of the statements on ``d``'s
+        table that are cheaper with ``with_d`` than with ``without_d``: those ``d`` serves."""
+        table = self.pool[d].table
+        return sum(st.total_ms for st in self.statements
+                   if table in st.tables and self.cost(st, with_d) < self.cost(st, without_d))
+
+    def table_bytes(self, table: tuple[str, str]) -> float:
+        if table not in self._table_bytes:
+            self._table_bytes[table] = float(self.db.scalar(
+                "SELECT coalesce(CASE WHEN c.relkind = 'p' THEN (SELECT sum(pg_catalog.pg_relation_size(t.relid))"
+                " FROM pg_catalog.pg_partition_tree(c.oid) t) ELSE pg_catalog.pg_relation_size(c.oid) END, 0)::float8"
+                " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname = $1 AND c.relname = $2", list(table)) or 0.0)
+        return self._table_bytes[table]
+
+    def storage_ms(self, d: str, served_ms: float) -> float:
+        """The storage price of one index serving statements of ``served_ms`` in the window:
+        what it must save besides its write cost."""
+        ratio = self.size_of(d) * 1048576.0 / max(self.table_bytes(self.pool[d].table), 8192.0)
+        return served_ms * (MIN_INDEX_SHARE + STORAGE_SHARE * ratio)
+
+    def upkeep_ms(self, d: str, served_ms: float) -> float:
+        """Write cost plus storage price of one index."""
+        return self.write_ms(self.pool[d].table) + self.storage_ms(d, served_ms)
 
     # -- step 1 and 2: the workload and the pool ------------------------------------------
     def load_workload(self) -> float:
@@ -374,7 +428,7 @@ class Search:
                 continue
             try:
                 plan = self._explain(st)
-                size = self.prover.hypothetical_size(oid)
+                size = index_size.hypothetical_index_bytes(self.prover, cand, oid)
             finally:
                 self.prover.drop_hypothetical(oid)
             self.explains += 1
@@ -409,37 +463,48 @@ class Search:
     def served_by(self, d: str, chosen: list[str]) -> list[str]:
         return [c for c in chosen if serves(self.pool[d].cand, self.pool[c].cand)]
 
-    def _move(self, d: str, chosen: list[str], current_ms: dict) -> tuple[float, float, list[str]]:
-        """(net benefit ms, size change MB, indexes it replaces) of adding ``d``."""
+    def _move(self, d: str, chosen: list[str], current_ms: dict) -> tuple[float, float, list[str], float]:
+        """(net benefit ms, size change MB, indexes it replaces, time of the statements it serves)
+        of adding ``d``."""
         table = self.pool[d].table
         removed = self.served_by(d, chosen)
         new = [c for c in chosen if c not in removed] + [d]
         tables = {table}
         before = sum(current_ms[st.queryid, st.userid] for st in self.statements if st.tables & tables)
         after = self.workload_ms(new, tables)
-        upkeep = self.upkeep_ms(d) - sum(self.upkeep_ms(r) for r in removed)
+        kept = [c for c in chosen if c not in removed]
+        served = self.served_ms(d, new, kept)
+        upkeep = self.upkeep_ms(d, served) - sum(
+            self.upkeep_ms(r, self.served_ms(r, chosen, [c for c in chosen if c != r])) for r in removed)
         size = self.size_of(d) - sum(self.size_of(r) for r in removed)
-        return before - after - upkeep, size, removed
+        return before - after - upkeep, size, removed, served
 
     def _current(self, chosen: list[str]) -> dict:
         return {(st.queryid, st.userid): st.ms(self.cost(st, chosen)) for st in self.statements}
+
+    def _rank(self, d: str, net: float, size: float) -> tuple[float, float, str]:
+        """Heap key of a move: net benefit per MB at RANK_DIGITS significant digits (best
+        first), then the smaller index, then the definition's text."""
+        return (-_round_sig(net / max(size, 0.01)), self.size_of(d), d)
 
     def greedy(self, budget_mb: float | None, total_ms: float) -> list[str]:
         chosen: list[str] = []
         current = self._current(chosen)
         floor = MIN_MOVE_SHARE * total_ms
-        heap = [(-(e.bound / max(self.size_of(d), 0.01)), d, -1) for d, e in self.pool.items()]
+        heap = [(self._rank(d, e.bound, self.size_of(d)), d, -1)
+                for d, e in sorted(self.pool.items())]
         heapq.heapify(heap)
         step = 0  # moves taken so far: an entry evaluated at this step is exact
         while heap:
             _, d, at = heapq.heappop(heap)
             if d in chosen or any(serves(self.pool[c].cand, self.pool[d].cand) for c in chosen):
                 continue
-            net, size, removed = self._move(d, chosen, current)
-            if at != step and heap and -heap[0][0] > net / max(size, 0.01):
-                heapq.heappush(heap, (-(net / max(size, 0.01)), d, step))  # stale bound: re-queue
+            net, size, removed, served = self._move(d, chosen, current)
+            key = self._rank(d, net, size)
+            if at != step and heap and heap[0][0] < key:
+                heapq.heappush(heap, (key, d, step))  # stale bound: re-queue
                 continue
-            if net <= floor:
+            if net <= max(floor, MOVE_MARGIN * served):
                 continue
             new = [c for c in chosen if c not in removed] + [d]
             if budget_mb is not None and sum(self.size_of(c) for c in new) > budget_mb:
@@ -461,7 +526,7 @@ class Search:
             for d in chosen:
                 rest = [c for c in chosen if c != d]
                 loss = self.workload_ms(rest, {self.pool[d].table}) - self.workload_ms(chosen, {self.pool[d].table})
-                excess = loss - self.upkeep_ms(d)
+                excess = loss - self.upkeep_ms(d, self.served_ms(d, chosen, rest))
                 if excess <= 0 and (worst is None or excess < worst[0]):
                     worst = (excess, d)
             if worst is None:
