@@ -5,6 +5,7 @@
 --   proposed → pr_open                                      (policy auto_above_threshold: the sidecar)
 --   proposed | approved → rejected                          (an approver, with a reason)
 --   proposed → superseded                                   (a later audit found something better)
+--   superseded → proposed                                   (a later audit found it again)
 --   closed → pr_open                                        (the pull request was reopened)
 --   proposed | approved | pr_open | merged | closed → applied   (the index exists in the database)
 --   rejected → proposed | applied                           (an audit: cost grew past reproposal_cost_factor,
@@ -21,6 +22,7 @@ SELECT t.role::name FROM (VALUES
     ('proposed', 'rejected',   'arch_approver'),
     ('approved', 'rejected',   'arch_approver'),
     ('proposed', 'superseded', 'arch_admin'),
+    ('superseded', 'proposed', 'arch_admin'),
     ('approved', 'pr_open',    'arch_sidecar'),
     ('proposed', 'pr_open',    'arch_sidecar'),
     ('pr_open',  'merged',     'arch_sidecar'),
@@ -136,6 +138,8 @@ BEGIN
     ELSIF NEW.status IN ('pr_open', 'merged', 'closed') THEN
         SELECT format('pull request #%s %s', p.pr_number, p.url) INTO why
         FROM arch.pull_request p WHERE p.recommendation_id = NEW.id;
+    ELSIF NEW.status = 'proposed' AND OLD.status = 'superseded' THEN
+        why := format('found again by audit %s', NEW.last_audit_run_id);
     ELSIF NEW.status = 'proposed' THEN
         why := 'proposed again by an audit';
     ELSIF NEW.status = 'applied' THEN

@@ -164,6 +164,22 @@ def test_better_recommendation_supersedes_an_older_one(low_thresholds):
     assert history(db, old["id"])[-1][3] == f"superseded by recommendation {new['id']}"
 
 
+def test_superseded_recommendation_found_again_is_proposed_again(low_thresholds):
+    db = low_thresholds
+    db.run(EVENTS_OF_USER, [(u, "2020-01-01") for u in (1, 2, 3)])
+    db.audit()
+    rec = next(r for r in recommendations(db) if r["table_name"] == "behavior_log")
+    # An earlier audit's set preferred another index; this one chooses it again.
+    db.sql("UPDATE arch.recommendation SET status = 'superseded' WHERE id = %s", (rec["id"],))
+    db.run(EVENTS_OF_USER, [(u, "2020-01-01") for u in (4, 5)])
+    run_id = db.audit()["run_id"]
+    row = db.dicts("SELECT status, superseded_by, last_audit_run_id FROM arch.recommendation WHERE id = %s",
+                   (rec["id"],))[0]
+    assert row == {"status": "proposed", "superseded_by": None, "last_audit_run_id": run_id}
+    assert history(db, rec["id"])[-1][:2] == ("superseded", "proposed")
+    assert history(db, rec["id"])[-1][3] == f"found again by audit {run_id}"
+
+
 def test_queue_helpers(low_thresholds):
     db = low_thresholds
     with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="no LLM is configured"):

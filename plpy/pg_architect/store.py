@@ -74,6 +74,16 @@ _NUMBERS = ("rationale, ddl, rollback_ddl, queryid, query, userid, calls, total_
             " confidence_factors, plan_changes")
 
 
+def found_again(db: Db, row: dict) -> dict:
+    """A superseded recommendation this audit found again is proposed again (its superseding one
+    may in turn be superseded by this audit); ``row`` (id, inserted, status) is updated."""
+    if not row["inserted"] and row["status"] == "superseded":
+        db.execute("UPDATE arch.recommendation SET status = 'proposed', superseded_by = NULL"
+                   " WHERE id = $1 AND status = 'superseded'", [row["id"]])
+        row = {**row, "status": "proposed"}
+    return row
+
+
 def store_one(db: Db, run_id: int, fp: str, m: Merged, recall: Recall | None) -> bool:
     """Insert or refresh one recommendation; True when it is new."""
     p, st = m.best, m.stmt
@@ -92,6 +102,7 @@ def store_one(db: Db, run_id: int, fp: str, m: Merged, recall: Recall | None) ->
         " times_seen = r.times_seen + 1, updated_at = now()"
         " RETURNING id, (xmax = 0) AS inserted, status",
         [fp, c.kind, c.subtype, c.schema, c.table, c.name(), c.hypo_sql(), c.columns(), run_id, *values])
+    row = found_again(db, row)
     if not row["inserted"] and row["status"] == "proposed":
         db.execute(
             "UPDATE arch.recommendation SET (" + _NUMBERS + ") = ($2, $3, $4, $5, $6, $7::bigint::oid, $8, $9, $10,"
@@ -154,6 +165,7 @@ def store_drop_one(db: Db, run_id: int, a) -> bool | None:
         " times_seen = r.times_seen + 1, updated_at = now()"
         " RETURNING id, (xmax = 0) AS inserted, status",
         [definition, a.reason, ix["schema_name"], ix["table_name"], ix["index_name"], run_id, *values])
+    row = found_again(db, row)
     if not row["inserted"] and row["status"] == "proposed":
         db.execute("UPDATE arch.recommendation SET (rationale, ddl, rollback_ddl, est_size_bytes, confidence,"
                    " confidence_factors) = ($2, $3, $4, $5, $6, $7::jsonb) WHERE id = $1 AND status = 'proposed'",
