@@ -30,7 +30,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import guard, store
+from . import guard
+from .store import found_again
 from .db import Db
 
 if TYPE_CHECKING:
@@ -219,7 +220,7 @@ def store_one(db: Db, run_id: int, dbid: int, a: dict, recall: Recall | None = N
         " RETURNING id, (xmax = 0) AS inserted, status",
         [fingerprint(a), a["kind"], "range" if a["kind"] == "partition" else None, a["schema_name"],
          a["table_name"], index_name_of(a), columns_of(a), run_id, *values])
-    row = store.found_again(db, row)
+    row = found_again(db, row)
     rec_id = row["id"]
     if not row["inserted"] and row["status"] == "proposed":  # refreshed while proposed; frozen after
         db.execute("UPDATE arch.recommendation SET (" + _COLUMNS + ") = (" + _placeholders(2) + ")"
