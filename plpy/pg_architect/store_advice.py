@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import guard
-from .store import found_again
 from .db import Db
+from .store import found_again
 
 if TYPE_CHECKING:
     from .knowledge import Recall
