@@ -146,7 +146,7 @@ def test_a_tenants_samples_feed_only_its_own_statement(db, dsn, low_thresholds, 
         with psycopg.connect(f"{dsn} user=pga_tenant_a", autocommit=True) as a, \
                 psycopg.connect(f"{dsn} user=pga_tenant_b", autocommit=True) as b:
             run(db, a, [PENDING.format(status="pending")] * 6)
-            run(db, b, [PENDING.format(status=s) for s in ("open", "closed", "resolved", "open", "pending", "open")])
+            run(db, b, [PENDING.format(status=s) for s in ("open", "closed", "resolved", "open", "closed", "open")])
         users = dict(db.sql("SELECT rolname, oid::bigint FROM pg_roles WHERE rolname LIKE 'pga_tenant_%'"))
         db.audit()
         partial = [r for r in index_recs(db, "pga_tickets") if "WHERE (status = 'pending')" in r["ddl"]]
