@@ -19,18 +19,18 @@ import pytest
 
 from pg_architect.sidecar.loop import Sidecar
 from test_advice_kinds import RANGE_PG, _events_workload, _psql, kind
-from test_partition_matview import BY_REGION, BY_REGION_PG, EVENTS, RANGE, REGIONS, SALES, _bind, _weeks
+from test_partition_matview import BY_REGION, EVENTS, RANGE, REGIONS, SALES, _bind, _weeks
 from test_sidecar import github, requests_of  # noqa: F401  (fixtures)
 from test_validate_kinds import kinds_staging_proc, staging  # noqa: F401  (fixtures)
 
 
-def run_sidecar(sidecar_dsn: str, github, staging: str) -> None:   # noqa: F811
+def run_sidecar(sidecar_dsn: str, github, staging: str) -> None:
     Sidecar(sidecar_dsn, env={"PGA_GITHUB_TOKEN": github.token, "PGA_STAGING_DSN": staging},
             sleep=lambda s: None).run(once=True)
 
 
 @pytest.fixture
-def shop(db, github):  # noqa: F811
+def shop(db, github):
     """pt_events (100,000 rows) and mv_sales, the thresholds lowered so both are advised, the
     fake GitHub, the hashing embedder."""
     db.sql("UPDATE arch.settings SET embedding_model = 'hashing', github_api_url = %s, github_repo = 'acme/app',"
@@ -56,7 +56,7 @@ def _validations(db, rec_id: int) -> list[dict]:
 
 
 def test_audit_queues_validation_of_partition_and_matview_and_measured_gain_sets_confidence(
-        shop, github, sidecar_dsn, staging):  # noqa: F811
+        shop, github, sidecar_dsn, staging):
     db = shop
     db.sql("UPDATE arch.settings SET validate_policy = 'before_approval'")
     _workload(db)
@@ -87,7 +87,7 @@ def test_audit_queues_validation_of_partition_and_matview_and_measured_gain_sets
 
 
 def test_before_pr_validates_then_opens_the_pr_with_measured_numbers_and_the_outcome_is_measured(
-        shop, github, sidecar_dsn, staging, dsn):  # noqa: F811
+        shop, github, sidecar_dsn, staging, dsn):
     db = shop
     db.sql("UPDATE arch.settings SET validate_policy = 'before_pr'")
     _workload(db)

@@ -215,6 +215,7 @@ WHERE v.relkind = 'm' AND v.relispopulated AND pg_get_viewdef(v.oid) = $3 AND ($
 ORDER BY v.oid LIMIT 1
 """
 
+_NOUN = {"partition": "partitioned table", "materialized_view": "materialized view"}
 _WHAT = {"index": ("index", _MATCH), "partition": ("partitioned table", _MATCH_PARTITION),
          "materialized_view": ("materialized view", _MATCH_VIEW)}
 
@@ -350,7 +351,7 @@ def _measure_one(db: Db, ks, r: dict) -> bool:
                        [r["id"], *key, after_key[2]])
         per.append((key, cb, eb, pb, ca, ea, pa))
     if not per:
-        what = {"partition": "partitioned table", "materialized_view": "materialized view"}.get(r.get("kind"), "index")
+        what = _NOUN.get(str(r.get("kind")), "index")
         if kinds and unseen and unseen == len(stmts):
             reason = ("not measured: the rewritten statement (details.rewritten_query) has not run since the "
                       f"materialized view {r['applied_index']} appeared: the application still sends the statement it "
