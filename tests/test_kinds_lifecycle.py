@@ -158,3 +158,36 @@ def test_statements_of_a_materialized_view_never_read_are_not_measured(shop, dsn
     o = db.dicts("SELECT status, outcome, outcome_detail FROM arch.recommendation WHERE id = %s", (mv["id"],))[0]
     assert o["status"] == "applied" and o["outcome"] == "not_measured", o
     assert "rewritten statement" in o["outcome_detail"] and "has not run" in o["outcome_detail"], o
+
+
+def test_applied_only_when_the_catalog_shows_the_recommended_definition(shop):
+    db = shop
+    _workload(db)
+    db.audit()
+    [part], [mv] = kind(db, "partition"), kind(db, "materialized_view")
+    view_sql = mv["details"]["view_sql"]
+    # another view over the table, another partition key: not what was recommended
+    db.sql("CREATE MATERIALIZED VIEW public.other_mv AS SELECT region, count(*) AS n FROM public.mv_sales"
+           " GROUP BY region")
+    db.sql("ALTER TABLE public.pt_events RENAME TO pt_events_old")
+    db.sql("CREATE TABLE public.pt_events (LIKE public.pt_events_old) PARTITION BY RANGE (device_id)")
+    db.audit()
+    assert db.value("SELECT array_agg(DISTINCT status) FROM arch.recommendation WHERE id IN (%s, %s)",
+                    (part["id"], mv["id"])) == [mv["status"]]
+    # the recommended definition under another name, in another schema; partitioned by the key
+    db.sql("CREATE SCHEMA reporting")
+    try:
+        db.sql(f"SET search_path = public; CREATE MATERIALIZED VIEW reporting.sales_by_region AS {view_sql};"
+               " RESET search_path")
+        db.sql("DROP TABLE public.pt_events")
+        db.sql("CREATE TABLE public.pt_events (LIKE public.pt_events_old) PARTITION BY RANGE (created_at)")
+        db.audit()
+        got = {r["id"]: r for r in db.dicts("SELECT id, status, applied_index, outcome_detail FROM arch.recommendation"
+                                            " WHERE id IN (%s, %s)", (part["id"], mv["id"]))}
+        assert (got[mv["id"]]["status"], got[mv["id"]]["applied_index"]) == ("applied", "sales_by_region"), got
+        assert (got[part["id"]]["status"], got[part["id"]]["applied_index"]) == ("applied", "pt_events"), got
+        assert got[part["id"]]["outcome_detail"].startswith("partitioned table pt_events seen at")
+    finally:
+        db.sql("DROP SCHEMA reporting CASCADE")
+        db.sql("DROP MATERIALIZED VIEW IF EXISTS public.other_mv")
+        db.sql("DROP TABLE IF EXISTS public.pt_events_old CASCADE")

@@ -389,7 +389,7 @@ def _measure_one(db: Db, ks, r: dict) -> bool:
         detail = {"slower": f"failed: the statements got slower with {with_idx}: {change} ({-gain:.1f} % slower)",
                   "improved": f"{change}: {gain:.1f} % faster",
                   "no_gain": f"{change}: {gain:.1f} % faster, below the {ks.outcome_min_gain_pct:g} % that counts "
-                             "as a real gain"}[verdict] + used + (f"; {idx}" if kinds else "")
+                             "as a real gain"}[verdict] + used + (f"; {idx}" if kinds and verdict != "slower" else "")
     db.execute(
         "UPDATE arch.recommendation SET mean_time_before_ms = $2, mean_time_after_ms = $3,"
         " time_per_call_before_ms = $4, time_per_call_after_ms = $5, calls_before = $6, calls_after = $7,"
