@@ -165,7 +165,7 @@ FROM arch.recommendation r
 WHERE r.status = 'applied'
 ORDER BY r.applied_at DESC, r.id;
 COMMENT ON VIEW arch.outcomes IS
-'Applied recommendations (their index was seen in the catalog) and what they did: mean time per call before and after, measured gain, index scans, verdict (improved, no_gain, slower, unused; the last two are failed recommendations).';
+'Applied recommendations (their index, partitioned table or materialized view was seen in the catalog) and what they did: mean time per call before and after, measured gain, index scans, verdict (improved, no_gain, slower, unused; the two last are failed recommendations; not_measured: the statements did not run after the change, e.g. the application still sends the statement a materialized view replaces).';
 
 CREATE VIEW arch.calibration AS
 WITH s AS (

@@ -23,7 +23,10 @@
 --                                 consecutive arch.snapshot_statement rows taken from the snapshot
 --                                 that first saw the index on (a delta belongs to the period of its
 --                                 later snapshot; after a statistics reset the counters since the
---                                 reset). Negative when the change made things slower.
+--                                 reset). Negative when the change made things slower. A
+--                                 statement with a new queryid after the change (the rewritten
+--                                 statement reading a materialized view, the same text over a
+--                                 partitioned table) is counted by recommendation_statement.queryid_after.
 
 DROP VIEW IF EXISTS arch.kpis;
 
@@ -67,7 +70,7 @@ since AS (      -- counters of each applied recommendation's statements from the
            sn.id AS snapshot_id, sn.taken_at, sn.prev_id, sn.stats_reset, sn.prev_reset, c.calls,
            lag(sn.id) OVER k AS last_id, lag(c.calls) OVER k AS last_calls
     FROM arch.recommendation r
-    JOIN (SELECT DISTINCT rs.recommendation_id, rs.dbid, rs.userid, rs.queryid
+    JOIN (SELECT DISTINCT rs.recommendation_id, rs.dbid, rs.userid, coalesce(rs.queryid_after, rs.queryid) AS queryid
           FROM arch.recommendation_statement rs) st ON st.recommendation_id = r.id
     JOIN snap sn ON sn.id >= r.applied_snapshot_id
     JOIN arch.snapshot_statement c

@@ -32,13 +32,42 @@ Run by every audit right after its workload snapshot:
 
    The numbers go on the recommendation and on each knowledge case (per statement).  An
    outcome is re-measured by later audits until the after window is complete.
+
+The same loop for the kinds of issue 12 (:data:`KINDS`):
+
+* ``partition`` — applied when the table (same schema and name) is now a partitioned table
+  whose key PostgreSQL prints as the recommended one (``pg_get_partkeydef() = 'RANGE
+  (created_at)'``), whatever its partitions are called.  The statements keep their text but
+  get a new queryid (it is computed from the relation, which is a new one).
+* ``materialized_view`` — applied when a materialized view exists whose definition, as
+  PostgreSQL prints it (``pg_get_viewdef()``), is the recommended one: the signature is the
+  recommended ``view_sql`` created as a temporary view in a subtransaction that is always
+  rolled back (parse analysis only: no function runs) and printed the same way; names are
+  ignored.  The statement is measured after the change by its *rewritten* text
+  (``details.rewritten_query``, the one the application now sends): a new queryid.
+* ``cache`` — cannot be seen from the database (the cache lives in the application); it stays
+  ``merged`` and has no measured outcome.
+
+For those two kinds the after window measures the statement found by its text (same role, same
+database; the one with the most calls in the window), stored as
+``recommendation_statement.queryid_after`` (``arch.kpis`` counts its calls for the time saved).
+When none ran enough, the outcome is ``not_measured`` with the reason.
 """
 
 from __future__ import annotations
 
+import json
+
 from .analyze import SkipStatement
 from .db import QUERY_CANCELED, Db, DbError
 from .guard import Notes, guarded
+
+KINDS = ("partition", "materialized_view")   # applied detection and outcomes beyond indexes
+
+
+def _obj(v) -> dict:
+    """A jsonb value as a dict (PL/Python hands jsonb over as text)."""
+    return json.loads(v) if isinstance(v, str) else (v or {})
 
 _SIGNATURE = ("substr({d}, strpos({d}, ' ON ' || quote_ident({s}) || '.' || quote_ident({t}) || ' USING ') + 4)")
 
@@ -75,6 +104,64 @@ def sign_recommendations(db: Db, prover, plan_as=None, notes: Notes | None = Non
         if ok:
             n += 1
     return n
+
+
+class _Undo(Exception):
+    """Raised to roll back the subtransaction that created the temporary view."""
+
+
+_PARTKEY = "SELECT 'RANGE (' || quote_ident($1) || ')'"
+
+
+def sign_kinds(db: Db, notes: Notes | None = None) -> int:
+    """The definition signature of partition (the partition key as PostgreSQL prints it) and
+    materialized_view recommendations (the view's definition as PostgreSQL prints it)."""
+    recs = db.query("SELECT id, kind, schema_name::text AS schema_name, table_name::text AS table_name, columns,"
+                    " details FROM arch.recommendation WHERE kind = ANY($1::text[]) AND index_signature IS NULL"
+                    " AND status NOT IN ('applied', 'superseded', 'rejected')", ["{" + ",".join(KINDS) + "}"])
+    n = 0
+    for r in recs:
+        if guarded(db, notes, f"signing {r['kind']} recommendation {r['id']} ({r['schema_name']}.{r['table_name']})",
+                   _sign_kind, db, r, default=False):
+            n += 1
+    return n
+
+
+def _view_signature(db: Db, schema: str, view_sql: str) -> str | None:
+    """``pg_get_viewdef()`` of ``view_sql`` (one SELECT, as the advisor wrote it), resolved with
+    ``schema`` on the search_path and printed under ``pg_catalog, pg_temp`` like the real views;
+    the temporary view is rolled back."""
+    import sqlglot
+
+    from .sqltext import quote_ident
+
+    parsed = [e for e in sqlglot.parse(view_sql, read="postgres") if e is not None]
+    if len(parsed) != 1 or parsed[0].key not in ("select", "union", "intersect", "except"):
+        return None  # not one query: never executed
+    out: list[str] = []
+    try:
+        with db.subtransaction():
+            db.execute("SELECT set_config('search_path', $1, true)", [f"pg_catalog, {quote_ident(schema)}, pg_temp"])
+            db.execute(f"CREATE TEMPORARY VIEW pga_outcome_signature AS {view_sql}")
+            db.execute("SELECT set_config('search_path', 'pg_catalog, pg_temp', true)")
+            out.append(db.scalar("SELECT pg_get_viewdef('pg_temp.pga_outcome_signature'::regclass)"))
+            raise _Undo
+    except _Undo:
+        pass
+    return out[0] if out else None
+
+
+def _sign_kind(db: Db, r: dict) -> bool:
+    d = _obj(r["details"])
+    if r["kind"] == "partition":
+        col = d.get("column_name") or (r["columns"] or [None])[0]
+        sig = db.scalar(_PARTKEY, [col]) if col else None
+    else:
+        sig = _view_signature(db, r["schema_name"], d["view_sql"]) if d.get("view_sql") else None
+    if not sig:
+        return False
+    db.execute("UPDATE arch.recommendation SET index_signature = $2 WHERE id = $1", [r["id"], sig])
+    return True
 
 
 def _sign_one(db: Db, prover, r: dict) -> bool:
@@ -115,31 +202,52 @@ ORDER BY ic.oid LIMIT 1
 """
 
 
+# A partitioned table of the same name, partitioned by the recommended key.
+_MATCH_PARTITION = """
+SELECT t.relname::text FROM pg_namespace n JOIN pg_class t ON t.relnamespace = n.oid AND t.relname = $2
+WHERE n.nspname = $1 AND t.relkind = 'p' AND pg_get_partkeydef(t.oid) = $3
+"""
+
+# A materialized view with the recommended definition, whatever its name and schema.
+_MATCH_VIEW = """
+SELECT v.relname::text FROM pg_class v
+WHERE v.relkind = 'm' AND v.relispopulated AND pg_get_viewdef(v.oid) = $3 AND ($1, $2) IS NOT NULL
+ORDER BY v.oid LIMIT 1
+"""
+
+_NOUN = {"partition": "partitioned table", "materialized_view": "materialized view"}
+_WHAT = {"index": ("index", _MATCH), "partition": ("partitioned table", _MATCH_PARTITION),
+         "materialized_view": ("materialized view", _MATCH_VIEW)}
+
+
 def detect_applied(db: Db, snap, notes: Notes | None = None) -> list[int]:
-    """Mark recommendations whose index now exists (by definition) as applied; one
-    recommendation at a time (an error on one is a note, the others carry on)."""
-    recs = db.query("SELECT id, schema_name::text AS schema_name, table_name::text AS table_name, index_signature"
-                    " FROM arch.recommendation WHERE kind = 'index' AND status NOT IN ('applied', 'superseded')"
-                    " AND index_signature IS NOT NULL ORDER BY id")
+    """Mark recommendations whose index (partitioned table, materialized view) now exists by
+    definition as applied; one recommendation at a time (an error on one is a note, the others
+    carry on)."""
+    recs = db.query("SELECT id, kind, schema_name::text AS schema_name, table_name::text AS table_name,"
+                    " index_signature FROM arch.recommendation WHERE kind = ANY($1::text[])"
+                    " AND status NOT IN ('applied', 'superseded')"
+                    " AND index_signature IS NOT NULL ORDER BY id", ["{index," + ",".join(KINDS) + "}"])
     out = []
     for r in recs:
-        if guarded(db, notes, f"applied-index detection for recommendation {r['id']} "
+        if guarded(db, notes, f"applied-{r['kind']} detection for recommendation {r['id']} "
                               f"({r['schema_name']}.{r['table_name']})", _detect_one, db, snap, r, default=False):
             out.append(int(r["id"]))
     return out
 
 
 def _detect_one(db: Db, snap, r: dict) -> bool:
-    name = db.scalar(_MATCH, [r["schema_name"], r["table_name"], r["index_signature"]])
+    what, match = _WHAT[r["kind"]]
+    name = db.scalar(match, [r["schema_name"], r["table_name"], r["index_signature"]])
     if name is None:
         return False
     db.execute(
         "UPDATE arch.recommendation SET status = 'applied', applied_at = clock_timestamp(), applied_index = $2,"
         " applied_snapshot_id = $3, applied_prev_snapshot_id = $4::text::bigint, updated_at = now(),"
-        " outcome_detail = 'index ' || quote_ident($2) || ' seen at ' || to_char(clock_timestamp(),"
+        " outcome_detail = $5 || ' ' || quote_ident($2) || ' seen at ' || to_char(clock_timestamp(),"
         " 'YYYY-MM-DD HH24:MI') || '; waiting for the statements to run after it'"
         " WHERE id = $1",
-        [r["id"], name, snap.id, None if snap.prev_id is None else str(snap.prev_id)])
+        [r["id"], name, snap.id, None if snap.prev_id is None else str(snap.prev_id), what])
     return True
 
 
@@ -193,8 +301,8 @@ def classify(gain_pct: float, index_scans: int | None, min_gain_pct: float) -> s
 def measure(db: Db, ks, notes: Notes | None = None) -> int:
     """Measure (or re-measure) the outcome of applied recommendations; returns how many."""
     recs = db.query(
-        "SELECT r.id, r.schema_name::text AS schema_name, r.applied_index::text AS applied_index,"
-        " r.applied_snapshot_id, r.applied_prev_snapshot_id"
+        "SELECT r.id, r.kind, r.schema_name::text AS schema_name, r.applied_index::text AS applied_index,"
+        " r.applied_snapshot_id, r.applied_prev_snapshot_id, r.details"
         " FROM arch.recommendation r LEFT JOIN arch.snapshot s ON s.id = r.applied_snapshot_id"
         " WHERE r.status = 'applied' AND r.applied_snapshot_id IS NOT NULL"
         "   AND (r.measured_at IS NULL OR r.measured_at < s.taken_at + $1::text::interval)",
@@ -215,22 +323,45 @@ def _measure_one(db: Db, ks, r: dict) -> bool:
         return False
     if a_end is None:
         return False
-    stmts = db.query("SELECT DISTINCT dbid::bigint AS dbid, userid::bigint AS userid, queryid"
-                     " FROM arch.recommendation_statement WHERE recommendation_id = $1", [r["id"]])
-    scans = db.scalar("SELECT idx_scan FROM pg_stat_user_indexes WHERE schemaname = $1 AND indexrelname = $2",
-                      [r["schema_name"], r["applied_index"]])
-    scans = None if scans is None else int(scans)
+    stmts = db.query("SELECT DISTINCT l.dbid::bigint AS dbid, l.userid::bigint AS userid, l.queryid, s.query"
+                     " FROM arch.recommendation_statement l LEFT JOIN arch.statement s"
+                     " ON (s.dbid, s.userid, s.queryid) = (l.dbid, l.userid, l.queryid)"
+                     " WHERE l.recommendation_id = $1", [r["id"]])
+    kinds = r.get("kind", "index") in KINDS
+    scans = None
+    if not kinds:
+        scans = db.scalar("SELECT idx_scan FROM pg_stat_user_indexes WHERE schemaname = $1 AND indexrelname = $2",
+                          [r["schema_name"], r["applied_index"]])
+        scans = None if scans is None else int(scans)
     per = []
+    unseen = 0
     for s in stmts:
         key = (s["dbid"], s["userid"], s["queryid"])
         cb, eb, pb = _delta(db, b_start, b_end, key)
-        ca, ea, pa = _delta(db, a_start, a_end, key)
+        after_key = _after_key(db, r, s, a_start, a_end) if kinds else key
+        if after_key is None:
+            unseen += 1
+            continue
+        ca, ea, pa = _delta(db, a_start, a_end, after_key)
         if cb < ks.outcome_min_calls or ca < ks.outcome_min_calls:
             continue
+        if after_key != key:
+            db.execute("UPDATE arch.recommendation_statement SET queryid_after = $5 WHERE recommendation_id = $1"
+                       " AND dbid = $2::bigint::oid AND userid = $3::bigint::oid AND queryid = $4",
+                       [r["id"], *key, after_key[2]])
         per.append((key, cb, eb, pb, ca, ea, pa))
     if not per:
+        what = _NOUN.get(str(r.get("kind")), "index")
+        if kinds and unseen and unseen == len(stmts):
+            reason = ("not measured: the rewritten statement (details.rewritten_query) has not run since the "
+                      f"materialized view {r['applied_index']} appeared: the application still sends the statement it "
+                      "replaces" if r["kind"] == "materialized_view" else
+                      f"not measured: its statements have not run since the {what} {r['applied_index']} appeared")
+            db.execute("UPDATE arch.recommendation SET outcome = 'not_measured', outcome_detail = $2,"
+                       " measured_at = clock_timestamp() WHERE id = $1", [r["id"], reason])
+            return False
         db.execute("UPDATE arch.recommendation SET outcome_detail = $2 WHERE id = $1",
-                   [r["id"], f"index {r['applied_index']} applied; waiting for at least {ks.outcome_min_calls} calls "
+                   [r["id"], f"{what} {r['applied_index']} applied; waiting for at least {ks.outcome_min_calls} calls "
                              "of its statements in both windows"])
         return False
     w = sum(cb for _k, cb, *_ in per)
@@ -243,6 +374,10 @@ def _measure_one(db: Db, ks, r: dict) -> bool:
     gain = (before - after) / before * 100.0 if before > 0 else 0.0
     verdict = classify(gain, scans, ks.outcome_min_gain_pct)
     idx = r["applied_index"]
+    if kinds:
+        idx = ({"partition": "partitioned table ", "materialized_view": "materialized view "}[r["kind"]] + idx
+               + (" (measured by the rewritten statement that reads it)" if r["kind"] == "materialized_view" else
+                  " (measured by the same statements over the partitioned table)"))
     if verdict == "unused":
         detail = (f"failed: index {idx} was never used (pg_stat_user_indexes.idx_scan = 0) although its "
                   f"statements ran {calls_after:,} times since it appeared")
@@ -250,10 +385,11 @@ def _measure_one(db: Db, ks, r: dict) -> bool:
         change = (f"mean time {before:,.2f} ms → {after:,.2f} ms over {calls_before:,} calls before and "
                   f"{calls_after:,} after")
         used = "" if scans is None else f"; the index was scanned {scans:,} times"
-        detail = {"slower": f"failed: the statements got slower with index {idx}: {change} ({-gain:.1f} % slower)",
+        with_idx = idx if kinds else f"index {idx}"
+        detail = {"slower": f"failed: the statements got slower with {with_idx}: {change} ({-gain:.1f} % slower)",
                   "improved": f"{change}: {gain:.1f} % faster",
                   "no_gain": f"{change}: {gain:.1f} % faster, below the {ks.outcome_min_gain_pct:g} % that counts "
-                             "as a real gain"}[verdict] + used
+                             "as a real gain"}[verdict] + used + (f"; {idx}" if kinds and verdict != "slower" else "")
     db.execute(
         "UPDATE arch.recommendation SET mean_time_before_ms = $2, mean_time_after_ms = $3,"
         " time_per_call_before_ms = $4, time_per_call_after_ms = $5, calls_before = $6, calls_after = $7,"
@@ -273,6 +409,33 @@ def _measure_one(db: Db, ks, r: dict) -> bool:
     return True
 
 
+def _norm(text: str | None) -> str:
+    return " ".join((text or "").split()).rstrip(";").strip()
+
+
+def _after_key(db: Db, r: dict, s: dict, a_start: dict | None, a_end: dict | None) -> tuple | None:
+    """The statement that does the work of ``s`` after the change (see the module docstring): the
+    one of the same role with the same text (partition) or the rewritten text (materialized view)
+    with the most calls in the after window; None when none ran."""
+    if a_end is None:
+        return None
+    text = _obj(r["details"]).get("rewritten_query") if r["kind"] == "materialized_view" else s["query"]
+    if not text:
+        return None
+    cands = db.query("SELECT q.queryid FROM arch.statement q JOIN arch.snapshot_statement c"
+                     " ON (c.dbid, c.userid, c.queryid) = (q.dbid, q.userid, q.queryid) AND c.snapshot_id = $4"
+                     " WHERE q.dbid = $1::bigint::oid AND q.userid = $2::bigint::oid"
+                     " AND btrim(regexp_replace(q.query, '\\s+', ' ', 'g'), ' ;') = $3",
+                     [s["dbid"], s["userid"], _norm(text), a_end["id"]])
+    best, calls = None, 0
+    for c in cands:
+        key = (s["dbid"], s["userid"], c["queryid"])
+        n = _delta(db, a_start, a_end, key)[0]
+        if n > calls:
+            best, calls = key, n
+    return best
+
+
 def update(db: Db, snap, prover, ks, plan_as=None, notes: Notes | None = None) -> dict:
     """The outcome step of an audit: sign, detect applied indexes, measure outcomes."""
     saved = db.scalar("SELECT current_setting('search_path')")
@@ -280,7 +443,7 @@ def update(db: Db, snap, prover, ks, plan_as=None, notes: Notes | None = None) -
     # sides under the same one.
     db.execute("SELECT set_config('search_path', 'pg_catalog, pg_temp', true)")
     try:
-        signed = sign_recommendations(db, prover, plan_as, notes)
+        signed = sign_recommendations(db, prover, plan_as, notes) + sign_kinds(db, notes)
         applied = detect_applied(db, snap, notes)
         measured = measure(db, ks, notes)
     finally:

@@ -95,6 +95,14 @@ def _confidence(g: float) -> float:
     return round(min(MAX_CONFIDENCE, 0.5 + 0.4 * max(0.0, min(1.0, g))), 4)
 
 
+def measured_confidence(kind: str, factors: dict, measured_gain: float) -> float:
+    """The confidence of a partition / materialized_view recommendation validated on staging: the
+    model of :func:`numbers` with the measured gain (a fraction; the refresh cost of a view counted
+    in its "after") in place of the estimate."""
+    share = float(factors.get("key_time_share", 1.0)) if kind == "partition" else 1.0
+    return _confidence(share * measured_gain)
+
+
 def numbers(a: dict) -> dict[str, Any]:
     """Estimated time before/after over the window (ms), gain, benefit, confidence and factors;
     the statements served with their own before/after (see the module docstring)."""

@@ -50,7 +50,12 @@ The measured gain replaces the estimate in the confidence::
     measured_gain    = 1 − Σ median_after / Σ median_before     (over the measured statements)
     confidence_valid = clamp(confidence × sqrt(max(0, measured_gain)) / sqrt(est_gain), 0, 1)
 
-(the confidence's gain factor is ``sqrt(gain)``: see :func:`pg_architect.prove.confidence`).  It
+(the confidence's gain factor is ``sqrt(gain)``: see :func:`pg_architect.prove.confidence`); for
+``partition`` and ``materialized_view`` recommendations, whose confidence is not a planner proof,
+their own model with the measured gain in place of the estimated one
+(:func:`pg_architect.store_advice.measured_confidence`: ``min(0.9, 0.5 + 0.4 × key_time_share ×
+measured_gain)`` for a partition, ``min(0.9, 0.5 + 0.4 × measured_gain)`` for a view, the refresh
+cost counted in its "after").  It
 is stored on every validation row (``confidence_measured``) and becomes the recommendation's
 confidence only while it is ``proposed`` (``arch._adopt_validation``): approved recommendations
 are frozen, their confidence is what the human approved.
@@ -1241,6 +1246,10 @@ def measured_confidence(rec: dict, results: list[StatementResult]) -> tuple[floa
     if before <= 0:
         return None, None
     gain = 1 - after / before
+    if rec.get("kind") in ("partition", "materialized_view"):
+        # the kind's own model (store_advice.numbers) with the measured gain in place of the estimate
+        from .store_advice import measured_confidence as kind_confidence
+        return 100.0 * gain, kind_confidence(rec["kind"], rec.get("confidence_factors") or {}, gain)
     est = max(float(rec["est_gain_pct"] or 0) / 100.0, 0.0)
     conf = float(rec["confidence"])
     value = conf * (max(gain, 0.0) ** 0.5)
