@@ -39,6 +39,10 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON arch.statement, arch.snapshot, arch.snap
 GRANT SELECT ON arch.python_env TO arch_admin;
 GRANT EXECUTE ON FUNCTION arch._boot(), arch.run_audit(), arch.analyze_query(text), arch._analyze_query(text, text),
       arch.schedule(text), arch.unschedule() TO arch_admin;
+-- The batched audit is SECURITY INVOKER like arch.run_audit() (a procedure that COMMITs cannot be
+-- SECURITY DEFINER): its caller needs arch_admin's rights on the arch tables.
+REVOKE ALL ON PROCEDURE arch.run_audit_batched(integer) FROM PUBLIC;
+GRANT EXECUTE ON PROCEDURE arch.run_audit_batched(integer) TO arch_admin;
 -- arch.schedule() / arch.schedule_sampling() and their unschedule twins run as the caller, through these.
 GRANT EXECUTE ON FUNCTION arch._cron_schedule(text, text, text, text, text, text),
       arch._cron_unschedule(text, text, text) TO arch_admin;

@@ -43,6 +43,12 @@ def run_audit(plpy: Any) -> str:
     return json.dumps(call(plpy, audit.run_audit))
 
 
+def run_audit_batched(plpy: Any, batch_size: int | None) -> None:
+    from . import audit
+
+    call(plpy, audit.run_audit_batched, batch_size)
+
+
 def analyze_query(plpy: Any, query: str | None, search_path: str | None) -> list[dict]:
     from . import audit
 
@@ -101,5 +107,5 @@ def design_indexes(plpy: Any, budget_mb: Any) -> list[dict]:
 
 
 __all__ = ["Db", "advise_index_housekeeping", "advise_statistics", "analyze_query", "call", "canonical_statement",
-           "check_embedding_model", "design_indexes", "embed", "run_audit", "similar_optimizations",
-           "snapshot_indexes"]
+           "check_embedding_model", "design_indexes", "embed", "run_audit", "run_audit_batched",
+           "similar_optimizations", "snapshot_indexes"]
