@@ -34,3 +34,23 @@ COMMENT ON COLUMN arch.audit_run.statements_reused IS
 'Statements whose analysis was reused from an earlier audit (text, tables and statistics unchanged).';
 COMMENT ON COLUMN arch.audit_run.batches IS
 'Transactions the audit committed: 1 for SELECT arch.run_audit(), one per batch (plus the first and the last) for CALL arch.run_audit_batched().';
+
+-- The analysis of each statement the last audits planned, with the hash of its inputs (text,
+-- role, search_path, its tables' columns / indexes / statistics within a band, the settings):
+-- an audit reuses it while the inputs are unchanged instead of planning the statement again.
+CREATE TABLE arch.statement_analysis (
+    dbid         oid              NOT NULL,
+    userid       oid              NOT NULL,
+    queryid      bigint           NOT NULL,
+    inputs       text             NOT NULL,
+    analysed_in  bigint           NOT NULL REFERENCES arch.audit_run (id) ON DELETE CASCADE,
+    linked_in    bigint           NOT NULL REFERENCES arch.audit_run (id) ON DELETE CASCADE,
+    cost_before  double precision,
+    candidates   integer          NOT NULL DEFAULT 0,
+    updated_at   timestamptz      NOT NULL DEFAULT now(),
+    PRIMARY KEY (dbid, userid, queryid)
+);
+COMMENT ON COLUMN arch.statement_analysis.inputs IS
+'SHA-256 of what the analysis depended on: statement text, role and search_path, each table''s oid, relfilenode, columns, indexes, extended statistics, constraints, reltuples/relpages within a band and last (auto)analyze, arch.settings, the planner settings, hypopg''s and pg_architect''s versions.';
+COMMENT ON COLUMN arch.statement_analysis.linked_in IS
+'The latest audit that linked the recommendations of this analysis (arch.recommendation_statement): the next reuse copies its links.';

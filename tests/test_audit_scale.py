@@ -158,3 +158,89 @@ def test_batched_audit_refuses_a_transaction_block(low_thresholds, dsn):
         conn.rollback()
     assert db.value("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
     assert db.value("SELECT count(*) FROM arch.audit_run WHERE status = 'running'") == 0
+
+
+# --------------------------------------------------------------------------- reuse
+PARTS = "SELECT id, note FROM public.scale_parts WHERE owner_id = %s AND created_at >= %s"
+
+
+@pytest.fixture
+def parts(low_thresholds):
+    db = low_thresholds
+    db.sql("CREATE TABLE public.scale_parts (id bigint PRIMARY KEY, owner_id int NOT NULL, created_at timestamptz"
+           " NOT NULL, note text) WITH (autovacuum_enabled = off)")
+    db.sql("INSERT INTO public.scale_parts SELECT g, g % 500, now() - g * interval '1 minute', md5(g::text)"
+           " FROM generate_series(1, 50000) g")
+    db.sql("ANALYZE public.scale_parts")
+    db.sql("SELECT pg_stat_statements_reset()")
+    yield db
+    db.sql("DROP TABLE IF EXISTS public.scale_parts")
+
+
+def _audit_parts(db):
+    db.run(PARTS, [(7, "2020-01-01"), (8, "2020-01-01")])
+    db.audit()
+    run = db.value("SELECT max(id) FROM arch.audit_run")
+    row = db.dicts("SELECT a.outcome, a.reused_from, a.note, a.recommendations FROM arch.audit_statement a"
+                   " JOIN arch.statement s USING (dbid, userid, queryid)"
+                   " WHERE a.audit_run_id = %s AND s.query LIKE 'SELECT id, note FROM public.scale_parts%%'", (run,))
+    assert len(row) == 1, row
+    return run, row[0]
+
+
+def test_unchanged_statement_reuses_its_analysis(parts):
+    db = parts
+    first, row = _audit_parts(db)
+    assert row["outcome"] == "analyzed" and row["recommendations"] >= 1
+    rec = db.dicts("SELECT id, times_seen FROM arch.recommendation WHERE table_name = 'scale_parts'")
+    assert rec
+    second, row = _audit_parts(db)
+    assert row["outcome"] == "reused" and row["reused_from"] == first
+    assert f"unchanged since audit {first}" in row["note"]
+    assert db.value("SELECT statements_reused FROM arch.audit_run WHERE id = %s", (second,)) >= 1
+    # the recommendation still serves the statement, seen by this audit too
+    assert db.value("SELECT count(*) FROM arch.recommendation_statement WHERE audit_run_id = %s"
+                    " AND recommendation_id = %s", (second, rec[0]["id"])) == 1
+    after = db.dicts("SELECT times_seen, last_audit_run_id, status FROM arch.recommendation WHERE id = %s",
+                     (rec[0]["id"],))[0]
+    assert after == {"times_seen": rec[0]["times_seen"] + 1, "last_audit_run_id": second, "status": "proposed"}
+    # a third audit still reuses the first analysis
+    _, row = _audit_parts(db)
+    assert row["outcome"] == "reused" and row["reused_from"] == first and row["recommendations"] >= 1
+
+
+@pytest.mark.parametrize("change", [
+    "INSERT INTO public.scale_parts SELECT g, g % 7, now(), 'x' FROM generate_series(50001, 150000) g;"
+    " ANALYZE public.scale_parts",
+    "CREATE INDEX scale_parts_note ON public.scale_parts (note)",
+    "ALTER TABLE public.scale_parts ADD COLUMN extra int",
+    "ANALYZE public.scale_parts",
+], ids=["analyze_changed_data", "new_index", "new_column", "analyze"])
+def test_a_changed_input_is_analysed_again(parts, change):
+    db = parts
+    _audit_parts(db)
+    for stmt in change.split(";"):
+        db.sql(stmt)
+    _, row = _audit_parts(db)
+    assert row["outcome"] == "analyzed"
+
+
+def test_analysis_is_not_reused_across_roles(parts, dsn):
+    db = parts
+    _audit_parts(db)
+    db.sql("CREATE ROLE pga_scale_app LOGIN")
+    try:
+        db.sql("GRANT SELECT ON public.scale_parts TO pga_scale_app")
+        with psycopg.connect(dsn + " user=pga_scale_app", autocommit=True) as app:
+            for v in (7, 8):
+                app.execute(PARTS, (v, "2020-01-01")).fetchall()
+        db.run(PARTS, [(7, "2020-01-01")])
+        db.audit()
+        run = db.value("SELECT max(id) FROM arch.audit_run")
+        rows = dict(db.sql("SELECT r.rolname, a.outcome FROM arch.audit_statement a JOIN pg_roles r ON r.oid = a.userid"
+                           " JOIN arch.statement s USING (dbid, userid, queryid) WHERE a.audit_run_id = %s"
+                           " AND s.query LIKE 'SELECT id, note FROM public.scale_parts%%'", (run,)))
+        assert rows == {"postgres": "reused", "pga_scale_app": "analyzed"}
+    finally:
+        db.sql("DROP OWNED BY pga_scale_app")
+        db.sql("DROP ROLE pga_scale_app")

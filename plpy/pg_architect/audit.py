@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from . import advise, grouping, guard, knowledge, outcomes, runs, security, settings, store, workflow, workload
+from . import advise, grouping, guard, knowledge, outcomes, reuse, runs, security, settings, store, workflow, workload
 from .advisors import drop_index, index_set
 from .catalog import _split_search_path
 from .db import Db, local_setting
@@ -126,7 +126,11 @@ def _run(db: Db, cfg: settings.Settings, prover: Prover, run_id: int, t_start: f
     # 2. recall reviews the proofs (the index proofs after the workload's index set is chosen, below)
     merged: dict[str, store.Merged] = {}
     analyzed = skipped = tested = 0
-    analysed: list[tuple[WindowStatement, advise.StatementResult, list, list[WindowStatement]]] = []
+    analysed: list[tuple[WindowStatement, advise.StatementResult, list, list[WindowStatement], str | None]] = []
+    # statements whose text, tables and statistics did not change since the audit that analysed
+    # them reuse that analysis (reuse.py)
+    earlier = guard.guarded(db, notes, "reading the earlier analyses", reuse.Reuse, db, default=None)
+    reused: list[tuple[WindowStatement, WindowStatement, list[WindowStatement], reuse.Earlier]] = []
     records: list[tuple] = []
     t = time.monotonic()
     done = 0
@@ -137,6 +141,16 @@ def _run(db: Db, cfg: settings.Settings, prover: Prover, run_id: int, t_start: f
                   f"mean {st.mean_time_ms:,.1f} ms, {st.share * 100:.1f} % of the window"
                   + (f" (a group of {len(g.members) + 1} statements)" if g.members else ""))
         t0 = time.monotonic()
+        inputs = None if earlier is None else guard.guarded(
+            db, notes, f"hashing the inputs of queryid {st.queryid}", earlier.inputs, g.rep, default=None)
+        before = None if earlier is None else earlier.earlier(g.rep, inputs)
+        if before is not None:
+            done += 1 + len(g.members)
+            reused.append((st, g.rep, g.members, before))
+            db.notice(f"pg_architect:     reused the analysis of audit {before.analysed_in} (text, tables and "
+                      f"statistics unchanged)")
+            tx.tick(done)
+            continue
         res, code, reason = _analyze(db, prover, st, cfg, plan_as)
         done += 1 + len(g.members)
         if res is None and code in _SILENT:
@@ -151,7 +165,7 @@ def _run(db: Db, cfg: settings.Settings, prover: Prover, run_id: int, t_start: f
                                    default=[])  # rejected ones skipped, history
             store.merge(merged, st, proofs)
             store.link(merged, g.members, proofs)
-            analysed.append((st, res, proofs, g.members))
+            analysed.append((st, res, proofs, g.members, inputs))
         else:
             skipped += 1
             db.notice(f"pg_architect:     skipped ({code}): {reason}")
@@ -169,9 +183,14 @@ def _run(db: Db, cfg: settings.Settings, prover: Prover, run_id: int, t_start: f
     use_set = cfg.audit_index_set
     got = guard.guarded(db, notes, "choosing the workload's index set", index_set.audit_proofs, db, prover,
                         plan_as, run_id,
-                        [a[0] for a in analysed]) if use_set and analysed else None
+                        [a[0] for a in analysed] + [r[0] for r in reused]) if use_set and (analysed or reused) else None
     iset, by_statement = got if got is not None else (None, None)
-    for st, res, proofs, members in analysed:
+    if by_statement is not None:  # reused statements: the index set's proofs (no knowledge review)
+        for st, _rep, members, _before in reused:
+            set_proofs = by_statement.get((int(st.queryid), int(st.userid)), [])
+            store.merge(merged, st, set_proofs)
+            store.link(merged, members, set_proofs)
+    for st, res, proofs, members, _inputs in analysed:
         index_proofs = ([p for p in res.proven if p.candidate.kind == "index"] if by_statement is None
                         else by_statement.get((int(st.queryid), int(st.userid)), []))
         reviewed = guard.guarded(db, notes, f"knowledge recall for queryid {st.queryid}",
@@ -189,6 +208,17 @@ def _run(db: Db, cfg: settings.Settings, prover: Prover, run_id: int, t_start: f
             runs.record_grouped(db, run_id, m, rep, outcome, len(proofs))
     # 6. remember
     new, updated = store.store(db, run_id, merged, recall, notes)
+    for st, rep, members, before in reused:
+        n = guard.guarded(db, notes, f"linking the reused analysis of queryid {rep.queryid}", earlier.relink,
+                          run_id, st, members, before, by_statement is not None, default=0) if earlier else 0
+        runs.record_reused(db, run_id, rep, before.analysed_in, before.cost_before, n)
+        for m in members:
+            runs.record_grouped(db, run_id, m, rep, "reused", n)
+    if earlier is not None:
+        for st, res, _proofs, _members, inputs in analysed:
+            if inputs is not None:
+                guard.guarded(db, notes, f"remembering the analysis of queryid {st.queryid}", earlier.remember,
+                              run_id, st, inputs, res.cost_before, res.candidates_tested)
     timings["store_ms"] = (time.monotonic() - t) * 1000
     # 4-6. housekeeping of the indexes that exist (kind drop_index), stored with the same lifecycle
     housekeeping = guard.guarded(db, notes, "index housekeeping (drop_index)", drop_index.advise, db, default=[])
@@ -204,7 +234,7 @@ def _run(db: Db, cfg: settings.Settings, prover: Prover, run_id: int, t_start: f
     timings["total_ms"] = duration
     summary = {"run_id": run_id, "statements_seen": totals["statements_seen"],
                "statements_selected": len(selected), "statements_analyzed": analyzed, "skipped": skipped,
-               "statements_grouped": n_grouped, "batches": tx.batches + 1,
+               "statements_grouped": n_grouped, "statements_reused": len(reused), "batches": tx.batches + 1,
                "candidates_tested": tested, "drop_index_advice": len(housekeeping),
                "index_set": None if iset is None else {"indexes": len(iset.chosen),
                                                        "workload_ms_before": round(iset.before_ms, 3),
@@ -215,7 +245,7 @@ def _run(db: Db, cfg: settings.Settings, prover: Prover, run_id: int, t_start: f
     runs.finish(db, run_id, summary, duration, timings, known, list(notes))
     tx.done()
     db.notice(f"pg_architect: audit {run_id} done in {duration / 1000:.1f} s: {analyzed} analysed, "
-              + (f"{n_grouped} grouped, " if n_grouped else "")
+              + (f"{n_grouped} grouped, " if n_grouped else "") + (f"{len(reused)} reused, " if reused else "")
               + f"{skipped} skipped, {new} new and {updated} updated recommendations"
               + (f", {len(notes)} note{'' if len(notes) == 1 else 's'} (arch.audit_runs)" if notes else ""))
     return summary

@@ -175,13 +175,26 @@ def record_grouped(db: Db, run_id: int, st: WindowStatement, rep: WindowStatemen
          recommendations])
 
 
+def record_reused(db: Db, run_id: int, st: WindowStatement, analysed_in: int, cost_before: float | None,
+                  recommendations: int) -> None:
+    """A statement whose earlier analysis was reused (``reuse``)."""
+    db.execute(
+        "INSERT INTO arch.audit_statement (audit_run_id, dbid, userid, queryid, calls, total_time_ms,"
+        " mean_time_ms, time_share, outcome, reused_from, cost_before, note, recommendations)"
+        " VALUES ($1, $2::bigint::oid, $3::bigint::oid, $4, $5, $6, $7, $8, 'reused', $9, $10::text::float8, $11, $12)",
+        [run_id, st.dbid, st.userid, st.queryid, st.calls, st.total_time_ms, st.mean_time_ms, st.share,
+         analysed_in, None if cost_before is None else str(cost_before),
+         f"its text, tables (columns, indexes) and statistics are unchanged since audit {analysed_in}: that "
+         f"analysis is reused, not planned again", recommendations])
+
+
 def finish(db: Db, run_id: int, counts: dict[str, Any], duration_ms: float, timings: dict[str, float],
            known: dict, notes: list[str]) -> None:
     db.execute("UPDATE arch.audit_run SET status = 'ok', finished_at = clock_timestamp(), statements_analyzed = $2,"
                " statements_skipped = $3, candidates_tested = $4, recommendations_new = $5,"
-               " statements_grouped = $11, statements_done = statements_selected,"
+               " statements_grouped = $11, statements_reused = $12, statements_done = statements_selected,"
                " recommendations_updated = $6, duration_ms = $7, timings = $8::jsonb, knowledge = $9::jsonb,"
                " notes = ARRAY(SELECT jsonb_array_elements_text($10::jsonb)) WHERE id = $1",
                [run_id, counts["statements_analyzed"], counts["skipped"], counts["candidates_tested"],
                 counts["recommendations_new"], counts["recommendations_updated"], duration_ms, timings,
-                known, notes, counts.get("statements_grouped", 0)])
+                known, notes, counts.get("statements_grouped", 0), counts.get("statements_reused", 0)])
