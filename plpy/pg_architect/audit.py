@@ -185,9 +185,11 @@ def _run(db: Db, cfg: settings.Settings, prover: Prover, run_id: int, t_start: f
                         plan_as, run_id,
                         [a[0] for a in analysed] + [r[0] for r in reused]) if use_set and (analysed or reused) else None
     iset, by_statement = got if got is not None else (None, None)
-    if by_statement is not None:  # reused statements: the index set's proofs (no knowledge review)
+    if iset is not None:
+        timings.update({k: round(v, 1) for k, v in iset.timings.items()})
+    if by_statement is not None:  # reused statements: the index set's proofs, rejected ones left out
         for st, _rep, members, _before in reused:
-            set_proofs = by_statement.get((int(st.queryid), int(st.userid)), [])
+            set_proofs = _not_rejected(db, by_statement.get((int(st.queryid), int(st.userid)), []))
             store.merge(merged, st, set_proofs)
             store.link(merged, members, set_proofs)
     for st, res, proofs, members, _inputs in analysed:
@@ -249,6 +251,13 @@ def _run(db: Db, cfg: settings.Settings, prover: Prover, run_id: int, t_start: f
               + f"{skipped} skipped, {new} new and {updated} updated recommendations"
               + (f", {len(notes)} note{'' if len(notes) == 1 else 's'} (arch.audit_runs)" if notes else ""))
     return summary
+
+
+def _not_rejected(db: Db, proofs: list) -> list:
+    """The proofs whose recommendation was not rejected (a reused statement is not reviewed
+    again: its statistics did not change, so a rejected index is not re-proposed)."""
+    return [p for p in proofs if db.scalar("SELECT status FROM arch.recommendation WHERE fingerprint = md5($1)",
+                                           [p.candidate.fingerprint()]) != "rejected"]
 
 
 def _only(res: advise.StatementResult, keep, extra: list | None = None) -> advise.StatementResult:

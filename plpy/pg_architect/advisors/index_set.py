@@ -36,6 +36,12 @@ index.
 
 Hypothetical indexes are created as a role that proposed them and every statement is planned
 as its own role; nothing is stored and no statement text is returned (only query ids).
+
+Scale (issue 10): a statement is re-costed only for the indexes it can use, i.e. whose leading
+key is the leading key of one of its own candidates (:meth:`Search.uses`): an index it cannot
+use leaves its plan as it is, so its cached cost stands (the cache key is the set of chosen
+indexes it can use).  A move on a table therefore plans only the statements of that table that
+could use the candidate or the indexes it replaces, not every statement of the table.
 """
 
 from __future__ import annotations
@@ -93,7 +99,8 @@ class Statement:
     types: list = field(default_factory=list)
     path: list = field(default_factory=list)
     tables: set = field(default_factory=set)
-    cache: dict = field(default_factory=dict)  # frozenset of definitions on its tables -> cost
+    cache: dict = field(default_factory=dict)  # frozenset of definitions it can use -> cost
+    leads: set = field(default_factory=set)  # (schema, table, leading key) of its own candidates
 
     def ms(self, cost: float) -> float:
         """Estimated time (ms over the window) at planner cost ``cost``."""
@@ -208,9 +215,16 @@ class Search:
         self.prover.text = st.text
         self.prover.types = list(st.types)
 
+    def uses(self, st: Statement, d: str) -> bool:
+        """True when ``st`` can use index ``d``: on one of its tables, leading with the leading
+        key of one of its own candidates."""
+        c = self.pool[d].cand
+        return bool(c.keys) and (c.schema, c.table, c.keys[0]) in st.leads
+
     def cost(self, st: Statement, chosen) -> float:
-        """The statement's planner cost with the chosen indexes on its tables present."""
-        key = frozenset(d for d in chosen if self.pool[d].table in st.tables)
+        """The statement's planner cost with the chosen indexes on its tables present (those it
+        cannot use do not change its plan: only those it can use are materialized)."""
+        key = frozenset(d for d in chosen if self.uses(st, d))
         if key in st.cache:
             return st.cache[key]
         self._materialize(st.tables, key)
@@ -341,6 +355,7 @@ class Search:
         metas = {key: cat.table_meta(*key) for key in info.tables}
         cands = generate_candidates(info, metas, max_columns=s.max_index_columns)[: s.max_candidates]
         cands += index_join_candidates.join_candidates(self.db, info, cat, metas, s.max_index_columns)
+        st.leads = {(c.schema, c.table, c.keys[0]) for c in cands if c.keys}
         seen: set[str] = set()
         for cand in cands:
             d = cand.definition()
@@ -534,6 +549,7 @@ class AuditSet:
     skipped: list[tuple[int, str, str]]
     candidates: int
     explains: int
+    timings: dict = field(default_factory=dict)  # ms of each phase of the search, and plan counts
 
 
 def window_writes(db: Db) -> dict[tuple[str, str], float]:
@@ -580,9 +596,14 @@ def for_audit(db: Db, prover: Prover, plan_as: PlanAs, statements: list) -> Audi
         search.statements = [Statement(userid=int(st.userid), queryid=int(st.queryid), text=st.query,
                                        calls=int(st.calls), total_ms=float(st.total_time_ms))
                              for st in statements if st.total_time_ms > 0]
+        t0 = time.monotonic()
         search.build_pool()
+        t1, n1 = time.monotonic(), search.explains
         total = sum(st.total_ms for st in search.statements)
-        chosen = search.prune(search.greedy(budget, total))
+        chosen = search.greedy(budget, total)
+        t2, n2 = time.monotonic(), search.explains
+        chosen = search.prune(chosen)
+        t3, n3 = time.monotonic(), search.explains
         after = search.workload_ms(chosen)
         contrib: dict[str, float] = {}
         served: dict[str, list[tuple[Statement, float, float, dict]]] = {}
@@ -595,8 +616,13 @@ def for_audit(db: Db, prover: Prover, plan_as: PlanAs, statements: list) -> Audi
                          if search.pool[d].table in st.tables and search.cost(st, chosen) < search.cost(st, rest)]
         whole = sum(contrib.values()) or 1.0
         out = [(search.pool[d], contrib[d] / whole, served[d]) for d in sorted(chosen, key=lambda d: -contrib[d])]
+        t4 = time.monotonic()
+        timings = {"set_pool_ms": (t1 - t0) * 1000, "set_pool_plans": n1, "set_greedy_ms": (t2 - t1) * 1000,
+                   "set_greedy_plans": n2 - n1, "set_prune_ms": (t3 - t2) * 1000, "set_prune_plans": n3 - n2,
+                   "set_served_ms": (t4 - t3) * 1000, "set_served_plans": search.explains - n3,
+                   "set_candidates": len(search.pool), "set_statements": len(search.statements)}
         return AuditSet(before_ms=total, after_ms=after, chosen=out, skipped=search.skipped,
-                        candidates=len(search.pool), explains=search.explains)
+                        candidates=len(search.pool), explains=search.explains, timings=timings)
     finally:
         prover.run_as = None
         search.close()
