@@ -431,6 +431,9 @@ def main(argv=None) -> int:
                     help="arch.settings.audit_index_set during the audit (default off)")
     ap.add_argument("--call", choices=("select", "batched"), default="select",
                     help="SELECT arch.run_audit() or CALL arch.run_audit_batched() (default select)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="after each audit, run the workload again and audit again with reuse_analyses on "
+                         "(nothing changed: the statements reuse the first audit's analyses)")
     ap.add_argument("--json", action="store_true", help="also print the results as JSON")
     args = ap.parse_args(argv)
 
@@ -455,10 +458,14 @@ def main(argv=None) -> int:
             ensure_schema(conn, args.tables, args.rows, log)
             for n in args.statements:
                 stmts = gen(n, args.tables, args.rows)
-                for model in embeddings:
-                    for iset in index_sets:
+                runs = [(model, iset, again) for model in embeddings for iset in index_sets
+                        for again in ((False, True) if args.reuse else (False,))]
+                for model, iset, again in runs:
+                    if True:
+                        # a first audit: nothing reused from an earlier one (reuse_analyses off); with
+                        # --reuse, a second audit of the same workload with it on
                         with AuditSettings(conn, **BENCH_SETTINGS, max_statements=n + 100, embedding_model=model,
-                                           audit_index_set=iset):
+                                           audit_index_set=iset, reuse_analyses=again):
                             reset_pgss(conn)
                             bar = tqdm(total=n * args.calls, desc=f"{n} statements", unit="stmt",
                                        file=sys.stderr, leave=False,
@@ -483,6 +490,8 @@ def main(argv=None) -> int:
                             "statements": n,
                             "embedding": "hashing" if model == "hashing" else "model",
                             "index_set": "on" if iset else "off",
+                            "audit": "second (reuse)" if again else "first",
+                            "reused": s.get("statements_reused"),
                             "in_pg_stat_statements": in_pgss,
                             "selected": s.get("statements_selected"),
                             "analysed": analysed,
@@ -508,10 +517,11 @@ def main(argv=None) -> int:
         return 2
 
     print_table(
-        ["statements", "embedding", "index set", "in pgss", "selected", "analysed", "grouped", "recommendations",
-         "skipped", "batches", "wall s", "analyse s", "set s", "peak RSS MB", "(start MB)", "statements/s"],
-        [[r["statements"], r["embedding"], r["index_set"], r["in_pg_stat_statements"], r["selected"],
-          r["analysed"], r["grouped"], r["recommendations"], _n(r["skipped"]), r["batches"], r["wall_s"],
+        ["statements", "embedding", "index set", "audit", "in pgss", "selected", "analysed", "grouped", "reused",
+         "recommendations", "skipped", "batches", "wall s", "analyse s", "set s", "peak RSS MB", "(start MB)",
+         "statements/s"],
+        [[r["statements"], r["embedding"], r["index_set"], r["audit"], r["in_pg_stat_statements"], r["selected"],
+          r["analysed"], r["grouped"], r["reused"], r["recommendations"], _n(r["skipped"]), r["batches"], r["wall_s"],
           r["analyze_s"], r["index_set_s"], r["peak_rss_mb"] or "n/a", r["baseline_rss_mb"] or "n/a",
           r["statements_per_s"]] for r in results],
     )

@@ -54,3 +54,8 @@ COMMENT ON COLUMN arch.statement_analysis.inputs IS
 'SHA-256 of what the analysis depended on: statement text, role and search_path, each table''s oid, relfilenode, columns, indexes, extended statistics, constraints, reltuples/relpages within a band and last (auto)analyze, arch.settings, the planner settings, hypopg''s and pg_architect''s versions.';
 COMMENT ON COLUMN arch.statement_analysis.linked_in IS
 'The latest audit that linked the recommendations of this analysis (arch.recommendation_statement): the next reuse copies its links.';
+
+-- true: a statement whose inputs are unchanged since the audit that analysed it reuses that
+-- analysis (see arch.statement_analysis); false: every selected statement is planned again.
+ALTER TABLE arch.settings
+    ADD COLUMN reuse_analyses boolean NOT NULL DEFAULT true;

@@ -11,6 +11,9 @@ $python$;
 COMMENT ON FUNCTION arch.run_audit() IS
 'Runs an audit now: snapshots pg_stat_statements, analyses the costliest statements of the window, proves the advisors'' candidates with the planner (hypopg) and stores recommendations. Returns a JSON summary.';
 
+COMMENT ON COLUMN arch.settings.reuse_analyses IS
+'true: a statement whose text, role, tables (columns, indexes, statistics within a band, last analyze) and settings are unchanged since the audit that analysed it reuses that analysis instead of being planned again (outcome reused in arch.audit_statement); false: every selected statement is planned.';
+
 -- The scheduled audit: the same pipeline, committing between batches of statements (a long
 -- transaction holds back vacuum's xmin horizon on a busy database). A procedure that COMMITs can
 -- have neither SET clauses nor SECURITY DEFINER (PostgreSQL refuses the COMMIT), so it is

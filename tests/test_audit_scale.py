@@ -244,3 +244,11 @@ def test_analysis_is_not_reused_across_roles(parts, dsn):
     finally:
         db.sql("DROP OWNED BY pga_scale_app")
         db.sql("DROP ROLE pga_scale_app")
+
+
+def test_reuse_can_be_turned_off(parts):
+    db = parts
+    _audit_parts(db)
+    db.sql("UPDATE arch.settings SET reuse_analyses = false")
+    _, row = _audit_parts(db)
+    assert row["outcome"] == "analyzed"

@@ -129,7 +129,8 @@ def _run(db: Db, cfg: settings.Settings, prover: Prover, run_id: int, t_start: f
     analysed: list[tuple[WindowStatement, advise.StatementResult, list, list[WindowStatement], str | None]] = []
     # statements whose text, tables and statistics did not change since the audit that analysed
     # them reuse that analysis (reuse.py)
-    earlier = guard.guarded(db, notes, "reading the earlier analyses", reuse.Reuse, db, default=None)
+    earlier = (guard.guarded(db, notes, "reading the earlier analyses", reuse.Reuse, db, default=None)
+               if cfg.reuse_analyses else None)
     reused: list[tuple[WindowStatement, WindowStatement, list[WindowStatement], reuse.Earlier]] = []
     records: list[tuple] = []
     t = time.monotonic()
@@ -211,8 +212,10 @@ def _run(db: Db, cfg: settings.Settings, prover: Prover, run_id: int, t_start: f
     # 6. remember
     new, updated = store.store(db, run_id, merged, recall, notes)
     for st, rep, members, before in reused:
-        n = guard.guarded(db, notes, f"linking the reused analysis of queryid {rep.queryid}", earlier.relink,
-                          run_id, st, members, before, by_statement is not None, default=0) if earlier else 0
+        n, seen = guard.guarded(db, notes, f"linking the reused analysis of queryid {rep.queryid}", earlier.relink,
+                                run_id, st, members, before, by_statement is not None,
+                                default=(0, 0)) if earlier else (0, 0)
+        updated += seen
         runs.record_reused(db, run_id, rep, before.analysed_in, before.cost_before, n)
         for m in members:
             runs.record_grouped(db, run_id, m, rep, "reused", n)

@@ -160,12 +160,13 @@ class Reuse:
              candidates])
 
     def relink(self, run_id: int, st: WindowStatement, members: list[WindowStatement], earlier: Earlier,
-               skip_index: bool) -> int:
+               skip_index: bool) -> tuple[int, int]:
         """Link the recommendations of the earlier analysis to this audit (the statement and the
         members of its group); ``skip_index``: not the index ones (the workload's index set
-        decides those).  Returns how many recommendations."""
+        decides those).  Returns (recommendations linked, of them counted as seen by this audit
+        for the first time: recommendations_updated)."""
         qids = [int(st.queryid)] + [int(m.queryid) for m in members]
-        n = self.db.scalar(
+        row = self.db.row(
             "WITH prev AS (SELECT rs.recommendation_id, rs.cost_before, rs.cost_after, rs.est_gain_pct"
             "   FROM arch.recommendation_statement rs JOIN arch.recommendation r ON r.id = rs.recommendation_id"
             "   WHERE rs.audit_run_id = $1 AND rs.dbid = $2::bigint::oid AND rs.userid = $3::bigint::oid"
@@ -179,9 +180,10 @@ class Reuse:
             " upd AS (UPDATE arch.recommendation r SET last_audit_run_id = $5, times_seen = r.times_seen + 1,"
             "   updated_at = now() WHERE r.id IN (SELECT recommendation_id FROM prev)"
             "   AND r.last_audit_run_id IS DISTINCT FROM $5 RETURNING 1)"
-            " SELECT (SELECT count(*) FROM prev) + 0 * (SELECT count(*) FROM ins) + 0 * (SELECT count(*) FROM upd)",
+            " SELECT (SELECT count(*) FROM prev) + 0 * (SELECT count(*) FROM ins) AS linked,"
+            " (SELECT count(*) FROM upd) AS updated",
             [earlier.linked_in, st.dbid, st.userid, st.queryid, run_id, skip_index, qids])
         self.db.execute("UPDATE arch.statement_analysis SET linked_in = $4, updated_at = now()"
                         " WHERE dbid = $1::bigint::oid AND userid = $2::bigint::oid AND queryid = $3",
                         [st.dbid, st.userid, st.queryid, run_id])
-        return int(n or 0)
+        return int(row["linked"] or 0), int(row["updated"] or 0)

@@ -37,11 +37,13 @@ index.
 Hypothetical indexes are created as a role that proposed them and every statement is planned
 as its own role; nothing is stored and no statement text is returned (only query ids).
 
-Scale (issue 10): a statement is re-costed only for the indexes it can use, i.e. whose leading
-key is the leading key of one of its own candidates (:meth:`Search.uses`): an index it cannot
-use leaves its plan as it is, so its cached cost stands (the cache key is the set of chosen
-indexes it can use).  A move on a table therefore plans only the statements of that table that
-could use the candidate or the indexes it replaces, not every statement of the table.
+Scale (issue 10): the pool keeps at most :data:`MAX_POOL_PER_TABLE` candidates per table by
+benefit costed alone and as many by benefit per MB (then the merges).  A statement is re-costed
+only for the indexes it can use, i.e. whose leading key is the leading key of one of its own
+candidates (:meth:`Search.uses`): an index it cannot use leaves its plan as it is, so its cached
+cost stands (the cache key is the set of chosen indexes it can use).  A move on a table
+therefore plans only the statements that could use the candidate or the indexes it replaces
+(:meth:`Search.users`), not every statement of the table.
 """
 
 from __future__ import annotations
@@ -85,6 +87,10 @@ STORAGE_MS_PER_MB = 1.0
 MIN_MOVE_SHARE = 0.001
 # Merged candidates per table at most (pairs on the same leading column).
 MAX_MERGES_PER_TABLE = 20
+# The search's pool per table at most (scale): the candidates with the largest benefit costed
+# alone and those with the largest benefit per MB, this many of each (before merging).  The
+# greedy search costs every candidate at least once with all the statements that can use it.
+MAX_POOL_PER_TABLE = 24
 _OWN = re.compile(r"\barch\s*\.", re.I)
 
 
@@ -174,6 +180,7 @@ class Search:
         self.window_writes: dict[tuple[str, str], float] | None = None
         self.explains = 0
         self.hypo_names: dict[str, str] = {}  # hypopg's index name -> the candidate's name
+        self._users: dict[str, list[Statement]] = {}  # definition -> statements that can use it
 
     # -- hypothetical indexes ----------------------------------------------------------
     def _create(self, d: str) -> None:
@@ -248,12 +255,30 @@ class Search:
                 plans.append(self.prover.explain(reprepare=True))
             except SkipStatement:
                 return {"removed": [], "added": []}
-        return prove_plan_changes(plans[0], plans[1], self.hypo_names)
+        # only the names of the indexes in the plan: renaming with every hypothetical index of
+        # the search is quadratic at scale
+        rename = {h: self.hypo_names[h] for h in plans[1].index_names if h in self.hypo_names}
+        return prove_plan_changes(plans[0], plans[1], rename)
 
     def workload_ms(self, chosen, tables: set | None = None) -> float:
         """Estimated time of the statements (those touching ``tables`` when given)."""
         return sum(st.ms(self.cost(st, chosen)) for st in self.statements
                    if tables is None or st.tables & tables)
+
+    def users(self, ds) -> list[Statement]:
+        """The statements that can use one of the indexes ``ds`` (:meth:`uses`): the only ones
+        whose cost a change of those indexes can move."""
+        out: dict[int, Statement] = {}
+        for d in ds:
+            if d not in self._users:
+                table = self.pool[d].table
+                self._users[d] = [st for st in self.statements if table in st.tables and self.uses(st, d)]
+            out.update((id(st), st) for st in self._users[d])
+        return list(out.values())
+
+    def users_ms(self, chosen, ds) -> float:
+        """Estimated time of the statements that can use one of ``ds``, with ``chosen``."""
+        return sum(st.ms(self.cost(st, chosen)) for st in self.users(ds))
 
     def write_ms(self, table: tuple[str, str]) -> float:
         """Estimated time (ms) to maintain one more index on ``table`` during the window."""
@@ -332,7 +357,24 @@ class Search:
                 self.prover.reset()
                 self.present.clear()
         self.statements = kept
+        self._bound_pool()
         self._merge()
+
+    def _bound_pool(self) -> None:
+        """At most :data:`MAX_POOL_PER_TABLE` candidates per table by benefit costed alone and as
+        many by benefit per MB; the others leave the pool."""
+        by_table: dict[tuple[str, str], list[str]] = {}
+        for d, e in self.pool.items():
+            by_table.setdefault(e.table, []).append(d)
+        for ds in by_table.values():
+            if len(ds) <= MAX_POOL_PER_TABLE:
+                continue
+            best = sorted(ds, key=lambda d: (-self.pool[d].bound, d))[:MAX_POOL_PER_TABLE]
+            dense = sorted(ds, key=lambda d: (-self.pool[d].bound / max(self.pool[d].mb, 0.01), d))
+            keep = set(best) | set(dense[:MAX_POOL_PER_TABLE])
+            for d in ds:
+                if d not in keep:
+                    del self.pool[d]
 
     def _analyse(self, st: Statement) -> None:
         t0 = time.monotonic()
@@ -409,12 +451,12 @@ class Search:
 
     def _move(self, d: str, chosen: list[str], current_ms: dict) -> tuple[float, float, list[str]]:
         """(net benefit ms, size change MB, indexes it replaces) of adding ``d``."""
-        table = self.pool[d].table
         removed = self.served_by(d, chosen)
         new = [c for c in chosen if c not in removed] + [d]
-        tables = {table}
-        before = sum(current_ms[st.queryid, st.userid] for st in self.statements if st.tables & tables)
-        after = self.workload_ms(new, tables)
+        # only the statements that can use d or an index it replaces change (see users())
+        affected = self.users([d, *removed])
+        before = sum(current_ms[st.queryid, st.userid] for st in affected)
+        after = sum(st.ms(self.cost(st, new)) for st in affected)
         upkeep = self.upkeep_ms(d) - sum(self.upkeep_ms(r) for r in removed)
         size = self.size_of(d) - sum(self.size_of(r) for r in removed)
         return before - after - upkeep, size, removed
@@ -458,7 +500,7 @@ class Search:
             worst = None
             for d in chosen:
                 rest = [c for c in chosen if c != d]
-                loss = self.workload_ms(rest, {self.pool[d].table}) - self.workload_ms(chosen, {self.pool[d].table})
+                loss = self.users_ms(rest, [d]) - self.users_ms(chosen, [d])
                 excess = loss - self.upkeep_ms(d)
                 if excess <= 0 and (worst is None or excess < worst[0]):
                     worst = (excess, d)
@@ -517,11 +559,9 @@ def _rows(search: Search, chosen: list[str], total: float, after: float) -> list
     served = {}
     for d in chosen:
         rest = [c for c in chosen if c != d]
-        tables = {search.pool[d].table}
-        contrib[d] = max(search.workload_ms(rest, tables) - search.workload_ms(chosen, tables), 0.0)
-        served[d] = sorted({st.queryid for st in search.statements
-                            if search.pool[d].table in st.tables
-                            and search.cost(st, chosen) < search.cost(st, rest)})
+        contrib[d] = max(search.users_ms(rest, [d]) - search.users_ms(chosen, [d]), 0.0)
+        served[d] = sorted({st.queryid for st in search.users([d])
+                            if search.cost(st, chosen) < search.cost(st, rest)})
     whole = sum(contrib.values()) or 1.0
     out = []
     for d in sorted(chosen, key=lambda d: -contrib[d]):
@@ -609,11 +649,9 @@ def for_audit(db: Db, prover: Prover, plan_as: PlanAs, statements: list) -> Audi
         served: dict[str, list[tuple[Statement, float, float, dict]]] = {}
         for d in chosen:
             rest = [c for c in chosen if c != d]
-            tables = {search.pool[d].table}
-            contrib[d] = max(search.workload_ms(rest, tables) - search.workload_ms(chosen, tables), 0.0)
+            contrib[d] = max(search.users_ms(rest, [d]) - search.users_ms(chosen, [d]), 0.0)
             served[d] = [(st, st.base_cost, search.cost(st, chosen), search.plan_changes(st, chosen))
-                         for st in search.statements
-                         if search.pool[d].table in st.tables and search.cost(st, chosen) < search.cost(st, rest)]
+                         for st in search.users([d]) if search.cost(st, chosen) < search.cost(st, rest)]
         whole = sum(contrib.values()) or 1.0
         out = [(search.pool[d], contrib[d] / whole, served[d]) for d in sorted(chosen, key=lambda d: -contrib[d])]
         t4 = time.monotonic()
