@@ -461,55 +461,56 @@ def main(argv=None) -> int:
                 runs = [(model, iset, again) for model in embeddings for iset in index_sets
                         for again in ((False, True) if args.reuse else (False,))]
                 for model, iset, again in runs:
-                    if True:
-                        # a first audit: nothing reused from an earlier one (reuse_analyses off); with
-                        # --reuse, a second audit of the same workload with it on
-                        with AuditSettings(conn, **BENCH_SETTINGS, max_statements=n + 100, embedding_model=model,
-                                           audit_index_set=iset, reuse_analyses=again):
-                            reset_pgss(conn)
-                            bar = tqdm(total=n * args.calls, desc=f"{n} statements", unit="stmt",
-                                       file=sys.stderr, leave=False,
-                                       disable=not sys.stderr.isatty()) if tqdm else None
-                            run_s = run_statements(
-                                conn, stmts, args.calls,
-                                progress=(lambda d, t, bar=bar: bar.update(d - bar.n)) if bar else None)
-                            if bar:
-                                bar.close()
-                            in_pgss = conn.execute(
-                                "SELECT count(*) FROM pg_stat_statements WHERE query LIKE %s",
-                                (f"%{SCHEMA}.t\\_%",),
-                            ).fetchone()[0]
-                            on_off = "on" if iset else "off"
-                            log(f"{n} statements x {args.calls} executed in {run_s:.1f}s; {in_pgss} entries in "
-                                f"pg_stat_statements; audit ({args.call}, {model}, index set {on_off})")
-                            res = timed_audit(args.dsn, args.audit_timeout_ms, batched=args.call == "batched")
-                        s = res.summary
-                        analysed = s.get("statements_analyzed")
-                        tm = s.get("timings") or {}
-                        results.append({
-                            "statements": n,
-                            "embedding": "hashing" if model == "hashing" else "model",
-                            "index_set": "on" if iset else "off",
-                            "audit": "second (reuse)" if again else "first",
-                            "reused": s.get("statements_reused"),
-                            "in_pg_stat_statements": in_pgss,
-                            "selected": s.get("statements_selected"),
-                            "analysed": analysed,
-                            "grouped": s.get("statements_grouped"),
-                            "recommendations": (s.get("recommendations_new") or 0)
-                            + (s.get("recommendations_updated") or 0),
-                            "skipped": s.get("skipped"),
-                            "batches": s.get("batches"),
-                            "wall_s": round(res.wall_s, 2),
-                            "analyze_s": round(tm.get("analyze_ms", 0) / 1000, 1),
-                            "index_set_s": round(tm.get("index_set_ms", 0) / 1000, 1),
-                            "peak_rss_mb": round(res.peak_rss_kb / 1024, 1) if res.peak_rss_kb else None,
-                            "baseline_rss_mb": round(res.baseline_rss_kb / 1024, 1) if res.baseline_rss_kb else None,
-                            "statements_per_s": round((s.get("statements_selected") or 0) / res.wall_s, 1)
-                            if res.wall_s else None,
-                            "summary": s,
-                        })
-                        log(f"  -> {results[-1]['wall_s']} s, peak {results[-1]['peak_rss_mb']} MB")
+                    # a first audit: no earlier analysis to reuse (arch.statement_analysis emptied); with
+                    # --reuse, a second audit of the same workload that reuses the first one's
+                    with AuditSettings(conn, **BENCH_SETTINGS, max_statements=n + 100, embedding_model=model,
+                                       audit_index_set=iset, reuse_analyses=True):
+                        if not again:
+                            conn.execute("DELETE FROM arch.statement_analysis")
+                        reset_pgss(conn)
+                        bar = tqdm(total=n * args.calls, desc=f"{n} statements", unit="stmt",
+                                   file=sys.stderr, leave=False,
+                                   disable=not sys.stderr.isatty()) if tqdm else None
+                        run_s = run_statements(
+                            conn, stmts, args.calls,
+                            progress=(lambda d, t, bar=bar: bar.update(d - bar.n)) if bar else None)
+                        if bar:
+                            bar.close()
+                        in_pgss = conn.execute(
+                            "SELECT count(*) FROM pg_stat_statements WHERE query LIKE %s",
+                            (f"%{SCHEMA}.t\\_%",),
+                        ).fetchone()[0]
+                        on_off = "on" if iset else "off"
+                        log(f"{n} statements x {args.calls} executed in {run_s:.1f}s; {in_pgss} entries in "
+                            f"pg_stat_statements; audit ({args.call}, {model}, index set {on_off})")
+                        res = timed_audit(args.dsn, args.audit_timeout_ms, batched=args.call == "batched")
+                    s = res.summary
+                    analysed = s.get("statements_analyzed")
+                    tm = s.get("timings") or {}
+                    results.append({
+                        "statements": n,
+                        "embedding": "hashing" if model == "hashing" else "model",
+                        "index_set": "on" if iset else "off",
+                        "audit": "second (reuse)" if again else "first",
+                        "reused": s.get("statements_reused"),
+                        "in_pg_stat_statements": in_pgss,
+                        "selected": s.get("statements_selected"),
+                        "analysed": analysed,
+                        "grouped": s.get("statements_grouped"),
+                        "recommendations": (s.get("recommendations_new") or 0)
+                        + (s.get("recommendations_updated") or 0),
+                        "skipped": s.get("skipped"),
+                        "batches": s.get("batches"),
+                        "wall_s": round(res.wall_s, 2),
+                        "analyze_s": round(tm.get("analyze_ms", 0) / 1000, 1),
+                        "index_set_s": round(tm.get("index_set_ms", 0) / 1000, 1),
+                        "peak_rss_mb": round(res.peak_rss_kb / 1024, 1) if res.peak_rss_kb else None,
+                        "baseline_rss_mb": round(res.baseline_rss_kb / 1024, 1) if res.baseline_rss_kb else None,
+                        "statements_per_s": round((s.get("statements_selected") or 0) / res.wall_s, 1)
+                        if res.wall_s else None,
+                        "summary": s,
+                    })
+                    log(f"  -> {results[-1]['wall_s']} s, peak {results[-1]['peak_rss_mb']} MB")
             if not args.keep:
                 conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
     except BenchError as e:
