@@ -227,10 +227,10 @@ def test_a_changed_input_is_analysed_again(parts, change):
 
 def test_analysis_is_not_reused_across_roles(parts, dsn):
     db = parts
-    _audit_parts(db)
     db.sql("CREATE ROLE pga_scale_app LOGIN")
     try:
-        db.sql("GRANT SELECT ON public.scale_parts TO pga_scale_app")
+        db.sql("GRANT SELECT ON public.scale_parts TO pga_scale_app")  # before: a GRANT changes the inputs
+        _audit_parts(db)
         with psycopg.connect(dsn + " user=pga_scale_app", autocommit=True) as app:
             for v in (7, 8):
                 app.execute(PARTS, (v, "2020-01-01")).fetchall()
@@ -252,3 +252,24 @@ def test_reuse_can_be_turned_off(parts):
     db.sql("UPDATE arch.settings SET reuse_analyses = false")
     _, row = _audit_parts(db)
     assert row["outcome"] == "analyzed"
+
+
+def test_a_revoked_privilege_is_not_reused(parts, dsn):
+    db = parts
+    db.sql("CREATE ROLE pga_scale_ro LOGIN")
+    try:
+        db.sql("GRANT SELECT ON public.scale_parts TO pga_scale_ro")
+        with psycopg.connect(dsn + " user=pga_scale_ro", autocommit=True) as app:
+            app.execute(PARTS, (7, "2020-01-01")).fetchall()
+        db.audit()
+        with psycopg.connect(dsn + " user=pga_scale_ro", autocommit=True) as app:
+            app.execute(PARTS, (8, "2020-01-01")).fetchall()
+        db.sql("REVOKE SELECT ON public.scale_parts FROM pga_scale_ro")  # after it ran: planning must refuse
+        db.audit()
+        run = db.value("SELECT max(id) FROM arch.audit_run")
+        row = db.dicts("SELECT a.outcome, a.skip_code FROM arch.audit_statement a JOIN pg_roles r ON r.oid = a.userid"
+                       " WHERE a.audit_run_id = %s AND r.rolname = 'pga_scale_ro'", (run,))
+        assert row == [{"outcome": "skipped", "skip_code": "permission"}]
+    finally:
+        db.sql("DROP OWNED BY pga_scale_ro")
+        db.sql("DROP ROLE pga_scale_ro")

@@ -3,9 +3,11 @@ analysed it is not planned again; that analysis is reused.
 
 The *inputs* of one statement's analysis, hashed (:meth:`Reuse.inputs`):
 
-* the statement: its text, the role that ran it (its rights) and that role's search_path;
+* the statement: its text, the role that ran it (name, superuser, inherit, bypassrls) and that
+  role's search_path; every role membership of the cluster (``pg_auth_members``);
 * every table it names (resolved with that search_path): oid and relfilenode (a rewrite or
-  TRUNCATE), its columns (name, type, NOT NULL), its indexes (definition, valid), extended
+  TRUNCATE), its privileges (``relacl``, column ``attacl``), row security and its policies, its
+  columns (name, type, NOT NULL, statistics target), its indexes (definition, valid), extended
   statistics and constraints, ``reltuples`` and ``relpages`` within a band (:data:`BAND`: a
   change of a fifth or more moves it), and ``last_analyze`` / ``last_autoanalyze`` (a new
   ``pg_statistic``);
@@ -45,14 +47,16 @@ _COMMON = """
 SELECT concat_ws('|', (SELECT s::text FROM arch.settings s WHERE s.id),
        (SELECT string_agg(name || '=' || setting, ',' ORDER BY name) FROM pg_catalog.pg_settings
          WHERE category LIKE 'Query Tuning%'),
-       (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'hypopg')) AS common
+       (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'hypopg'),
+       (SELECT string_agg(roleid || ':' || member, ',' ORDER BY roleid, member) FROM pg_catalog.pg_auth_members))
+       AS common
 """
 
 _TABLE = """
 SELECT c.relkind IN ('r', 'm') AS plain,
-       concat_ws('|', c.oid, c.relfilenode, c.relkind,
+       concat_ws('|', c.oid, c.relfilenode, c.relkind, c.relacl, c.relrowsecurity, c.relforcerowsecurity,
          (SELECT string_agg(concat_ws(':', a.attnum, a.attname, a.atttypid, a.atttypmod, a.attnotnull,
-                                      a.attstattarget), ',' ORDER BY a.attnum)
+                                      a.attstattarget, a.attacl), ',' ORDER BY a.attnum)
             FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
          (SELECT string_agg(concat_ws(':', i.indexrelid, pg_catalog.pg_get_indexdef(i.indexrelid), i.indisvalid,
                                       i.indisready), ',' ORDER BY i.indexrelid)
@@ -61,6 +65,8 @@ SELECT c.relkind IN ('r', 'm') AS plain,
            WHERE x.stxrelid = c.oid),
          (SELECT string_agg(k.oid::text, ',' ORDER BY k.oid) FROM pg_catalog.pg_constraint k
            WHERE k.conrelid = c.oid),
+         (SELECT string_agg(p.oid::text, ',' ORDER BY p.oid) FROM pg_catalog.pg_policy p
+           WHERE p.polrelid = c.oid),
          s.last_analyze, s.last_autoanalyze) AS state,
        c.reltuples::float8 AS reltuples, c.relpages::float8 AS relpages
 FROM pg_catalog.pg_class c LEFT JOIN pg_catalog.pg_stat_all_tables s ON s.relid = c.oid
@@ -89,6 +95,7 @@ class Reuse:
         self.db = db
         self.common = f"{__version__}|" + str(db.scalar(_COMMON))
         self.paths: dict[int, list[str]] = {}
+        self.roles: dict[int, str | None] = {}
         self.tables: dict[tuple, str | None] = {}
         self.known: dict[tuple[int, int, int], dict] = {
             (int(r["dbid"]), int(r["userid"]), int(r["queryid"])): r for r in db.query(
@@ -100,6 +107,15 @@ class Reuse:
         if userid not in self.paths:
             self.paths[userid] = search_path_for(self.db, userid)
         return self.paths[userid]
+
+    def _role(self, userid: int) -> str | None:
+        """The role's name and attributes (a dropped role, or one made superuser, is planned again
+        and skipped as the rules say, never reused)."""
+        if userid not in self.roles:
+            r = self.db.one("SELECT concat_ws(':', rolname, rolsuper, rolinherit, rolbypassrls) AS r"
+                            " FROM pg_catalog.pg_roles WHERE oid = $1::bigint::oid", [userid])
+            self.roles[userid] = None if r is None else str(r["r"])
+        return self.roles[userid]
 
     def _table(self, path: list[str], schema: str | None, name: str) -> str | None:
         """The state of one table (None: not a plain table, or it does not resolve)."""
@@ -126,8 +142,11 @@ class Reuse:
         rels = pgparse.relations(reading)
         if not rels:
             return None
+        role = self._role(int(st.userid))
+        if role is None:
+            return None
         path = self._path(int(st.userid))
-        parts = [self.common, str(st.userid), ",".join(path), st.query]
+        parts = [self.common, str(st.userid), role, ",".join(path), st.query]
         for schema, name in sorted(rels, key=lambda r: (r[0] or "", r[1])):
             if schema == "pg_temp" or (schema is None and name.startswith("pg_temp")):
                 return None

@@ -419,6 +419,7 @@ class Search:
                 self.prover.drop_hypothetical(oid)
             self.explains += 1
             gain = (before.cost - plan.cost) / before.cost * 100.0
+            st.cache[frozenset([d])] = plan.cost  # its cost with d alone, used or not (the search's first round)
             if hname not in plan.index_names or gain < s.min_gain_pct:
                 continue
             e = self.pool.get(d)
