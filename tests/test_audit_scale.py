@@ -100,7 +100,7 @@ def test_batched_audit_commits_between_batches_and_refuses_a_second(low_threshol
                 "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (pid,)) != "Lock":
             assert th.is_alive(), errors
             time.sleep(0.01)
-        run = db.dicts("SELECT id, started_at, statements_done, statements_selected, batches FROM arch.audit_run"
+        run = db.dicts("SELECT id, started_at, statements_done, statements_selected, batches FROM arch.audit_runs"
                        " WHERE status = 'running'")[0]
         assert 0 < run["statements_done"] < run["statements_selected"] and run["batches"] >= 2
         # the auditor's transaction began after the run: it committed since (no xmin held for the run)

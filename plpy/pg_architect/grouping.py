@@ -32,7 +32,7 @@ from .workload import WindowStatement
 # Keys of the parse tree that are token positions (not part of what the statement says).
 _POSITION_KEYS = frozenset({"location", "rexpr_list_start", "rexpr_list_end", "stmt_location", "stmt_len",
                             "list_start", "list_end"})
-_PARAM = {"ParamRef": {}}
+_PARAM: dict[str, dict] = {"ParamRef": {}}
 
 
 @dataclass
