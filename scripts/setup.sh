@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install everything pg_architect needs on a Debian 12 machine, idempotently:
-# PostgreSQL 15 with plpython3u, pg_cron, hypopg and pgvector, and a virtualenv
+# PostgreSQL 15 with plpython3u, pg_cron, hypopg, pg_partman and pgvector, and a virtualenv
 # at $PGA_HOME/venv (built with Debian's /usr/bin/python3, the one plpython3u
 # embeds) holding the package and its dependencies, and the ONNX graph of the
 # embedding model (pg-architect build-model).
@@ -26,6 +26,7 @@ die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
 APT_PACKAGES=(
     postgresql-15 postgresql-contrib postgresql-server-dev-15
     postgresql-plpython3-15 postgresql-15-cron postgresql-15-hypopg
+    postgresql-15-partman
     python3-venv build-essential dpkg-dev
 )
 

@@ -39,3 +39,20 @@ SELECT pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(pg_catalog.conc
 $$;
 COMMENT ON FUNCTION arch.approval_hash(text, text, text, text, text) IS
 'sha256 (hex) of what a human approves: kind, schema, table, DDL and rollback DDL, joined by chr(31). Recorded in arch.recommendation.approved_hash at approval; the sidecar recomputes it before writing a pull request.';
+
+CREATE OR REPLACE FUNCTION arch.approval_hash(kind text, schema_name text, table_name text, ddl text, rollback_ddl text,
+                                              details jsonb)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT CASE WHEN approval_hash.details IS NULL OR approval_hash.details = '{}'::jsonb
+            THEN arch.approval_hash(approval_hash.kind, approval_hash.schema_name, approval_hash.table_name,
+                                    approval_hash.ddl, approval_hash.rollback_ddl)
+            ELSE pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(pg_catalog.concat_ws(pg_catalog.chr(31),
+                 coalesce(approval_hash.kind, ''), coalesce(approval_hash.schema_name, ''),
+                 coalesce(approval_hash.table_name, ''), coalesce(approval_hash.ddl, ''),
+                 coalesce(approval_hash.rollback_ddl, ''), approval_hash.details::text), 'UTF8')), 'hex') END
+$$;
+COMMENT ON FUNCTION arch.approval_hash(text, text, text, text, text, jsonb) IS
+'sha256 (hex) of what a human approves including the structured advice (arch.recommendation.details, the text of the jsonb appended after chr(31)); with details {} the same as the five-argument form. Recorded in approved_hash at approval; the sidecar recomputes it before writing a pull request.';

@@ -136,7 +136,7 @@ DROP VIEW IF EXISTS arch.knowledge_cases, arch.outcomes, arch.calibration, arch.
 
 CREATE VIEW arch.knowledge_cases WITH (security_barrier) AS
 SELECT k.id, k.recommendation_id, r.status, format('%I.%I', r.schema_name, r.table_name) AS table_name,
-       CASE WHEN r.kind = 'rewrite' THEN arch.visible_text(r.userid, r.ddl) ELSE r.ddl END AS ddl, k.queryid, arch.visible_text(k.userid, k.query) AS query,
+       CASE WHEN r.kind IN ('rewrite', 'materialized_view') THEN arch.visible_text(r.userid, r.ddl) ELSE r.ddl END AS ddl, k.queryid, arch.visible_text(k.userid, k.query) AS query,
        arch.visible_text(k.userid, k.canonical) AS canonical, k.embedding_model,
        round(k.est_gain_pct::numeric, 1) AS est_gain_pct,
        round(k.measured_gain_pct::numeric, 1) AS measured_gain_pct, k.outcome,
@@ -149,7 +149,7 @@ COMMENT ON VIEW arch.knowledge_cases IS
 
 CREATE VIEW arch.outcomes AS
 SELECT r.id, format('%I.%I', r.schema_name, r.table_name) AS table_name,
-       CASE WHEN r.kind = 'rewrite' THEN arch.visible_text(r.userid, r.ddl) ELSE r.ddl END AS ddl, r.applied_index, r.applied_at,
+       CASE WHEN r.kind IN ('rewrite', 'materialized_view') THEN arch.visible_text(r.userid, r.ddl) ELSE r.ddl END AS ddl, r.applied_index, r.applied_at,
        round(r.est_gain_pct::numeric, 1) AS est_gain_pct,
        round(r.measured_gain_pct::numeric, 1) AS measured_gain_pct,
        round(r.mean_time_before_ms::numeric, 3) AS mean_time_before_ms,
@@ -196,7 +196,7 @@ COMMENT ON VIEW arch.calibration IS
 CREATE VIEW arch.recall_decisions WITH (security_barrier) AS
 SELECT a.audit_run_id, a.created_at, a.action, a.recommendation_id, a.similar_recommendation_id,
        round(a.similarity::numeric, 3) AS similarity, round(a.cost_before::numeric, 1) AS cost_before,
-       coalesce(CASE WHEN r.kind = 'rewrite' THEN arch.visible_text(r.userid, r.ddl) ELSE r.ddl END, CASE WHEN sr.kind = 'rewrite' THEN arch.visible_text(sr.userid, sr.ddl) ELSE sr.ddl END) AS ddl, a.reason, a.queryid,
+       coalesce(CASE WHEN r.kind IN ('rewrite', 'materialized_view') THEN arch.visible_text(r.userid, r.ddl) ELSE r.ddl END, CASE WHEN sr.kind IN ('rewrite', 'materialized_view') THEN arch.visible_text(sr.userid, sr.ddl) ELSE sr.ddl END) AS ddl, a.reason, a.queryid,
        left(arch.visible_text(a.userid, st.query), 200) AS query
 FROM arch.audit_recall a
 LEFT JOIN arch.recommendation r ON r.id = a.recommendation_id

@@ -26,7 +26,7 @@ LANGUAGE plpython3u VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $python$
 if "pg_architect" not in __import__("sys").modules: plpy.execute("SELECT arch._boot()")
-from pg_architect.advisors import partition; return partition.advise_partitioning_sql(plpy)
+from pg_architect import entry; return entry.advise_partitioning(plpy)
 $python$;
 COMMENT ON FUNCTION arch._advise_partitioning() IS
 'Internal: arch.advise_partitioning() before statement texts are filtered by arch.visible_text().';
@@ -64,7 +64,7 @@ LANGUAGE plpython3u VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $python$
 if "pg_architect" not in __import__("sys").modules: plpy.execute("SELECT arch._boot()")
-from pg_architect.advisors import matview; return matview.advise_materialized_views_sql(plpy)
+from pg_architect import entry; return entry.advise_materialized_views(plpy)
 $python$;
 COMMENT ON FUNCTION arch._advise_materialized_views() IS
 'Internal: arch.advise_materialized_views() before statement texts (and the DDL derived from them) are filtered by arch.visible_text().';

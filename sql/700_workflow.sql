@@ -86,7 +86,8 @@ BEGIN
     -- What a human approves (or, under auto_above_threshold, what the pull request is opened
     -- from) is recorded as a hash the sidecar checks before writing anything (issue 7).
     IF OLD.status = 'proposed' AND NEW.status IN ('approved', 'pr_open') THEN
-        NEW.approved_hash := arch.approval_hash(NEW.kind, NEW.schema_name, NEW.table_name, NEW.ddl, NEW.rollback_ddl);
+        NEW.approved_hash := arch.approval_hash(NEW.kind, NEW.schema_name, NEW.table_name, NEW.ddl, NEW.rollback_ddl,
+                                                 NEW.details);
     ELSIF NEW.status = 'proposed' THEN
         NEW.approved_hash := NULL;
     END IF;
@@ -155,11 +156,13 @@ AS $$
 BEGIN
     IF OLD.status <> 'proposed'
        AND (NEW.fingerprint, NEW.kind, NEW.index_kind, NEW.schema_name, NEW.table_name, NEW.index_name,
-            NEW.definition, NEW.ddl, NEW.hypo_ddl, NEW.rollback_ddl, NEW.columns, NEW.queryid, NEW.query, NEW.userid)
+            NEW.definition, NEW.ddl, NEW.hypo_ddl, NEW.rollback_ddl, NEW.columns, NEW.queryid, NEW.query, NEW.userid,
+            NEW.details)
            IS DISTINCT FROM
            (OLD.fingerprint, OLD.kind, OLD.index_kind, OLD.schema_name, OLD.table_name, OLD.index_name,
-            OLD.definition, OLD.ddl, OLD.hypo_ddl, OLD.rollback_ddl, OLD.columns, OLD.queryid, OLD.query, OLD.userid) THEN
-        RAISE EXCEPTION 'recommendation % is %: its DDL, table, kind and statement are frozen', OLD.id, OLD.status
+            OLD.definition, OLD.ddl, OLD.hypo_ddl, OLD.rollback_ddl, OLD.columns, OLD.queryid, OLD.query, OLD.userid,
+            OLD.details) THEN
+        RAISE EXCEPTION 'recommendation % is %: its DDL, details, table, kind and statement are frozen', OLD.id, OLD.status
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   DETAIL = 'What a human approved is exactly what reaches the pull request; a recommendation can only be changed while it is proposed.',
                   HINT = 'Reject it (SELECT arch.reject(id, reason)) and let the next audit propose the new DDL, or write the migration by hand.';
@@ -174,7 +177,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION arch._recommendation_freeze() IS
-'Internal trigger: once a recommendation has left proposed, its DDL, rollback, table, kind, statement and approval hash can no longer change (error with DETAIL and HINT).';
+'Internal trigger: once a recommendation has left proposed, its DDL, rollback, details (the structured advice of partition, materialized_view and cache), table, kind, statement and approval hash can no longer change (error with DETAIL and HINT).';
 
 DROP TRIGGER IF EXISTS recommendation_freeze ON arch.recommendation;
 CREATE TRIGGER recommendation_freeze

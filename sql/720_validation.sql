@@ -16,6 +16,8 @@ COMMENT ON COLUMN arch.settings.validate_policy IS 'When recommendations are val
 COMMENT ON COLUMN arch.settings.validate_runs IS 'Timed EXPLAIN (ANALYZE, BUFFERS) runs of each statement before and after the change on staging (after one untimed warm-up run); the median is kept.';
 COMMENT ON COLUMN arch.settings.validate_statement_timeout_ms IS 'statement_timeout on the staging connection while validating (ms): each run, and the DDL.';
 COMMENT ON COLUMN arch.settings.validate_lock_timeout_ms IS 'lock_timeout on the staging connection while validating (ms).';
+COMMENT ON COLUMN arch.validation.details IS 'What the kind measured beyond the times: rewrite and materialized_view: rows_before / rows_after / same_rows (row counts and order-insensitive hashes of the original and the rewritten statement, same parameter values); materialized_view: create_ms, refresh_ms, refresh_concurrently_ms, benefit_ms_per_refresh (measured); partition: the scratch copy (schema, rows copied, partitions, copy_ms) and partitions_scanned before and after per statement.';
+COMMENT ON COLUMN arch.settings.validate_partition_max_rows IS 'A partition recommendation is validated on staging only if its table has at most this many rows there (the partitioned copy holds all of them); above it the validation is skipped with skip_code too_large.';
 COMMENT ON COLUMN arch.settings.validate_size_factor IS 'A staging table whose row count differs from production''s by more than this factor (either way) makes the validation a mismatch.';
 
 DROP VIEW IF EXISTS arch.validations, arch.estimate_errors;
@@ -23,7 +25,7 @@ DROP VIEW IF EXISTS arch.validations, arch.estimate_errors;
 CREATE VIEW arch.validations WITH (security_barrier) AS
 SELECT v.id, v.recommendation_id, r.kind, r.status AS recommendation_status,
        format('%I.%I', r.schema_name, r.table_name) AS table_name,
-       CASE WHEN r.kind = 'rewrite' THEN arch.visible_text(r.userid, r.ddl) ELSE r.ddl END AS ddl,
+       CASE WHEN r.kind IN ('rewrite', 'materialized_view') THEN arch.visible_text(r.userid, r.ddl) ELSE r.ddl END AS ddl,
        v.queryid, arch.visible_text(v.userid, s.query) AS query,
        CASE WHEN v.userid IS NULL OR arch.statement_visible(v.userid) THEN v.parameters END AS parameters,
        v.parameter_source, v.status, v.skip_code, v.runs,
@@ -36,7 +38,7 @@ SELECT v.id, v.recommendation_id, r.kind, r.status AS recommendation_status,
        v.plan_changes, v.size_check,
        round(v.confidence_before::numeric, 3) AS confidence_before,
        round(v.confidence_measured::numeric, 3) AS confidence_measured,
-       v.error, v.validated_by, v.started_at, v.finished_at
+       v.error, v.validated_by, v.started_at, v.finished_at, v.details
 FROM arch.validation v
 JOIN arch.recommendation r ON r.id = v.recommendation_id
 LEFT JOIN arch.statement s ON s.dbid = v.dbid AND s.userid = v.userid AND s.queryid = v.queryid;

@@ -6,7 +6,7 @@ DROP VIEW IF EXISTS arch.pending_recommendations, arch.recommendations, arch.aud
 CREATE VIEW arch.recommendations WITH (security_barrier) AS
 SELECT r.id, r.status, r.kind, r.index_kind,
        format('%I.%I', r.schema_name, r.table_name) AS table_name,
-       CASE WHEN r.kind = 'rewrite' THEN arch.visible_text(r.userid, r.ddl) ELSE r.ddl END AS ddl,  -- a rewrite's DDL is a statement text
+       CASE WHEN r.kind IN ('rewrite', 'materialized_view') THEN arch.visible_text(r.userid, r.ddl) ELSE r.ddl END AS ddl,  -- derived from a statement text
        round(r.est_gain_pct::numeric, 2) AS est_gain_pct,
        round(r.confidence::numeric, 2) AS confidence,
        round(r.benefit_ms::numeric, 1) AS benefit_ms,
@@ -27,7 +27,7 @@ COMMENT ON VIEW arch.recommendations IS
 
 CREATE VIEW arch.pending_recommendations WITH (security_barrier) AS
 SELECT r.id, format('%I.%I', r.schema_name, r.table_name) AS table_name, r.index_kind,
-       CASE WHEN r.kind = 'rewrite' THEN arch.visible_text(r.userid, r.ddl) ELSE r.ddl END AS ddl,
+       CASE WHEN r.kind IN ('rewrite', 'materialized_view') THEN arch.visible_text(r.userid, r.ddl) ELSE r.ddl END AS ddl,
        round(r.est_gain_pct::numeric, 2) AS est_gain_pct,
        round(r.confidence::numeric, 2) AS confidence,
        round(r.benefit_ms::numeric, 1) AS benefit_ms,

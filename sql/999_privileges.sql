@@ -166,7 +166,7 @@ GRANT EXECUTE ON FUNCTION arch._sidecar_lock_key() TO arch_reader;
 -- reads an arch view (arch_reader and the roles granted it) needs them.
 
 GRANT EXECUTE ON FUNCTION arch.statement_visible(oid), arch.visible_text(oid, text),
-      arch.approval_hash(text, text, text, text, text) TO arch_reader;
+      arch.approval_hash(text, text, text, text, text), arch.approval_hash(text, text, text, text, text, jsonb) TO arch_reader;
 
 -- ==== statistics advisor ====
 -- pg_architect: privileges of the statistics advisor. Idempotent.

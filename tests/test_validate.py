@@ -422,7 +422,7 @@ def test_before_approval_policy_queues_validations_after_the_audit(low_threshold
     queued = db.dicts("SELECT id, (payload->>'recommendation_id')::bigint AS rec FROM arch.request"
                       " WHERE kind = 'validate' AND status = 'pending'")
     expected = db.dicts("SELECT id FROM arch.recommendation WHERE status = 'proposed'"
-                        " AND kind IN ('index', 'statistics')")
+                        " AND kind IN ('index', 'statistics', 'rewrite', 'materialized_view', 'partition')")
     assert sorted(q["rec"] for q in queued) == sorted(e["id"] for e in expected)
     assert rec["id"] in [q["rec"] for q in queued]
     assert rec["summary"]["validate_requests"] == len(queued)

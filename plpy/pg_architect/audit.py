@@ -7,7 +7,9 @@
 4. advise    — :mod:`advise` + :mod:`advisors`: each advisor proposes candidates for a statement;
 5. prove     — :mod:`advisors.base` / :mod:`prove`: each candidate costed with the planner, as the
    statement's role (:mod:`security`), hypothetical changes undone;
-6. remember  — :mod:`store`: recommendations of every kind, their statements, knowledge cases;
+6. remember  — :mod:`store`: recommendations of every kind, their statements, knowledge cases
+   (the workload-level advice — drop_index, partition, materialized_view, cache — through
+   :mod:`store`'s housekeeping and :mod:`store_advice`);
    :mod:`outcomes` writes the measured outcome of applied ones back (first, before the window's
    statements are analysed: the knowledge the recall then uses is current);
 7. hand over — :mod:`workflow`: superseded ones, ``open_pr`` requests under the auto policy.
@@ -24,7 +26,21 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from . import advise, grouping, guard, knowledge, outcomes, reuse, runs, security, settings, store, workflow, workload
+from . import (
+    advise,
+    grouping,
+    guard,
+    knowledge,
+    outcomes,
+    reuse,
+    runs,
+    security,
+    settings,
+    store,
+    store_advice,
+    workflow,
+    workload,
+)
 from .advisors import drop_index, index_set
 from .catalog import _split_search_path
 from .db import Db, local_setting
@@ -229,6 +245,12 @@ def _run(db: Db, cfg: settings.Settings, prover: Prover, run_id: int, t_start: f
     housekeeping = guard.guarded(db, notes, "index housekeeping (drop_index)", drop_index.advise, db, default=[])
     h_new, h_updated = store.store_housekeeping(db, run_id, housekeeping, notes)
     new, updated = new + h_new, updated + h_updated
+    # 4-6. workload-level advice (partition, materialized_view, cache), stored with the same lifecycle
+    t = time.monotonic()
+    advice = store_advice.advise(db, notes)
+    k_new, k_updated = store_advice.store(db, run_id, advice, notes, recall)
+    new, updated = new + k_new, updated + k_updated
+    timings["advice_ms"] = (time.monotonic() - t) * 1000
     known.update(recall.summary())
     # 3. context (explain requests) and 7. hand over (superseded, open_pr requests)
     queued = guard.guarded(db, notes, "queueing sidecar requests", workflow.after_audit, db, run_id,
@@ -241,6 +263,7 @@ def _run(db: Db, cfg: settings.Settings, prover: Prover, run_id: int, t_start: f
                "statements_selected": len(selected), "statements_analyzed": analyzed, "skipped": skipped,
                "statements_grouped": n_grouped, "statements_reused": len(reused), "batches": tx.batches + 1,
                "candidates_tested": tested, "drop_index_advice": len(housekeeping),
+               **{f"{k}_advice": sum(1 for a in advice if a["kind"] == k) for k in store_advice.KINDS},
                "index_set": None if iset is None else {"indexes": len(iset.chosen),
                                                        "workload_ms_before": round(iset.before_ms, 3),
                                                        "workload_ms_after": round(iset.after_ms, 3)},

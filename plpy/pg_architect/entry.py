@@ -106,6 +106,29 @@ def design_indexes(plpy: Any, budget_mb: Any) -> list[dict]:
     return call(plpy, lambda db: index_set.design(db, None if budget_mb is None else float(budget_mb))["rows"])
 
 
-__all__ = ["Db", "advise_index_housekeeping", "advise_statistics", "analyze_query", "call", "canonical_statement",
+def advise_partitioning(plpy: Any) -> list[dict]:
+    """arch._advise_partitioning(): one row per advice (JSON columns as text)."""
+    from .advisors import partition
+
+    rows = call(plpy, partition.advise)
+    for r in rows:
+        for k in ("steps", "estimate", "statements", "not_pruned"):
+            r[k] = json.dumps(r[k], default=str)
+    return rows
+
+
+def advise_materialized_views(plpy: Any) -> list[dict]:
+    """arch._advise_materialized_views(): one row per advice (JSON columns as text)."""
+    from .advisors import matview
+
+    rows = call(plpy, matview.advise)
+    for r in rows:
+        for k in ("estimate", "statements"):
+            r[k] = json.dumps(r[k], default=str)
+    return rows
+
+
+__all__ = ["Db", "advise_index_housekeeping", "advise_materialized_views", "advise_partitioning",
+           "advise_statistics", "analyze_query", "call", "canonical_statement",
            "check_embedding_model", "design_indexes", "embed", "run_audit", "run_audit_batched",
            "similar_optimizations", "snapshot_indexes"]

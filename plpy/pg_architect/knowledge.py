@@ -367,20 +367,45 @@ class Recall:
             got = self.vectors.get((lst.dbid, lst.userid, lst.queryid))
             if got is None:
                 continue
-            canon, vec = got
-            self.db.execute(
-                f"INSERT INTO arch.knowledge AS k (recommendation_id, dbid, userid, queryid, query, canonical,"
-                f" embedding_model, embedding, cost_before, cost_after, est_gain_pct, first_audit_run_id,"
-                f" last_audit_run_id) VALUES ($1, $2::bigint::oid, $3::bigint::oid, $4, $5, $6, $7,"
-                f" $8::text::{self.vs}.vector, $9, $10, $11, $12, $12)"
-                f" ON CONFLICT (recommendation_id, dbid, userid, queryid) DO UPDATE SET query = EXCLUDED.query,"
-                f" canonical = EXCLUDED.canonical, embedding_model = EXCLUDED.embedding_model,"
-                f" embedding = EXCLUDED.embedding, cost_before = EXCLUDED.cost_before,"
-                f" cost_after = EXCLUDED.cost_after, est_gain_pct = EXCLUDED.est_gain_pct,"
-                f" last_audit_run_id = EXCLUDED.last_audit_run_id, updated_at = now()",
-                [rec_id, lst.dbid, lst.userid, lst.queryid, lst.query, canon, self.ks.embedding_model, vec,
-                 lp.cost_before, lp.cost_after, min(lp.gain_pct, 100.0), self.run_id])
-            self.counts["cases_stored"] += 1
+            self._store_case(rec_id, lst, got, lp.cost_before, lp.cost_after, lp.gain_pct)
+
+    def remember_statement(self, rec_id: int, st, cost_before: float, cost_after: float, gain_pct: float) -> None:
+        """One case (embedding) for a statement a workload-level advice serves (partition,
+        materialized_view, cache: ``st`` has dbid, userid, queryid, query): the audit's vector of
+        the statement when it analysed it, else the one ``arch.similar_optimizations()`` computes."""
+        key = (st.dbid, st.userid, st.queryid)
+        if key in self.pending:
+            self.flush()
+        if key not in self.vectors:
+            try:
+                with self.db.subtransaction():
+                    canon = canonical_statement(self.db, st.query)
+            except (DbError, UserError):
+                canon = embed.canonical_text(st.query, None, None).text
+            vec = self.db.scalar("SELECT embedding::text FROM arch.knowledge WHERE canonical_md5 = md5($1)"
+                                 " AND embedding_model = $2 LIMIT 1", [canon, self.ks.embedding_model])
+            if vec is None:
+                vec = embed.vector_literal(self.embedder().embed(canon))
+                self.counts["embedded"] += 1
+            self.vectors[key] = (canon, vec)
+        self._store_case(rec_id, st, self.vectors[key], cost_before, cost_after, gain_pct)
+
+    def _store_case(self, rec_id: int, lst, got: tuple[str, str], cost_before: float, cost_after: float,
+                    gain_pct: float) -> None:
+        canon, vec = got
+        self.db.execute(
+            f"INSERT INTO arch.knowledge AS k (recommendation_id, dbid, userid, queryid, query, canonical,"
+            f" embedding_model, embedding, cost_before, cost_after, est_gain_pct, first_audit_run_id,"
+            f" last_audit_run_id) VALUES ($1, $2::bigint::oid, $3::bigint::oid, $4, $5, $6, $7,"
+            f" $8::text::{self.vs}.vector, $9, $10, $11, $12, $12)"
+            f" ON CONFLICT (recommendation_id, dbid, userid, queryid) DO UPDATE SET query = EXCLUDED.query,"
+            f" canonical = EXCLUDED.canonical, embedding_model = EXCLUDED.embedding_model,"
+            f" embedding = EXCLUDED.embedding, cost_before = EXCLUDED.cost_before,"
+            f" cost_after = EXCLUDED.cost_after, est_gain_pct = EXCLUDED.est_gain_pct,"
+            f" last_audit_run_id = EXCLUDED.last_audit_run_id, updated_at = now()",
+            [rec_id, lst.dbid, lst.userid, lst.queryid, lst.query, canon, self.ks.embedding_model, vec,
+             cost_before, cost_after, min(gain_pct, 100.0), self.run_id])
+        self.counts["cases_stored"] += 1
 
     def summary(self) -> dict:
         out = dict(self.counts)

@@ -26,6 +26,14 @@ For one recommendation:
 5. **After.** The same runs with the same parameter values.
 6. **Undo**, always (``finally``): the rollback DDL, line by line; statistics: ``ANALYZE`` again.
 
+Rewrite, materialized-view and partition recommendations (their ``details`` hold the advice)
+are measured differently: the original statement before and the rewritten statement (rewrite,
+materialized view: the view and its unique index created, REFRESHed and REFRESHed CONCURRENTLY,
+timed) or the statement redirected to a partitioned copy in a scratch schema (partition) after,
+with the same parameter values, and both forms' rows compared (count + order-insensitive hash);
+see the README (*Validation on staging*). Parameters compared with no column take a value from
+their context (:func:`parameter_contexts`, :func:`context_value`, :func:`typed_value`).
+
 Safety of each run: ``statement_timeout`` (``validate_statement_timeout_ms``) and
 ``lock_timeout`` (``validate_lock_timeout_ms``) on the staging session; every run is inside a
 transaction that is rolled back, so a writing statement (INSERT/UPDATE/DELETE/MERGE) leaves the
@@ -56,6 +64,7 @@ import statistics
 import time
 import uuid
 from dataclasses import dataclass, field
+from functools import partial
 
 # The only places this module touches the rest of the package (re-pointed by the integrator).
 from . import pgparse  # before anything imports pglast (RTLD_DEEPBIND)
@@ -84,7 +93,7 @@ _ROLLBACK_OK = re.compile(
     r"^\s*(DROP\s+INDEX\s+(CONCURRENTLY\s+)?IF\s+EXISTS\s+|DROP\s+STATISTICS\s+IF\s+EXISTS\s+|"
     r"ALTER\s+TABLE\s+\S+\s+ALTER\s+COLUMN\s+\S+\s+SET\s+STATISTICS\s+-1\s*;?\s*$|ANALYZE\s+)", re.I)
 _WRITE_KINDS = {"insert", "update", "delete", "merge"}
-SUPPORTED_KINDS = ("index", "statistics")
+SUPPORTED_KINDS = ("index", "statistics", "rewrite", "materialized_view", "partition")
 
 
 class ValidationRefused(Exception):
@@ -98,6 +107,7 @@ class Settings:
     lock_timeout_ms: int = 2000
     size_factor: float = 10.0
     policy: str = "none"
+    partition_max_rows: int = 10_000_000
 
 
 @dataclass
@@ -121,6 +131,13 @@ class StatementResult:
     runs: list = field(default_factory=list, repr=False)
     text: str | None = field(default=None, repr=False)
     role: str | None = None
+    # the runs after the change when the text differs (rewrite, materialized view, partitioned copy)
+    runs_after: list = field(default_factory=list, repr=False)
+    # what the kind measured beyond the times (arch.validation.details)
+    details: dict = field(default_factory=dict)
+    # time per call the change adds after (a materialized view's refresh, spread over its calls)
+    extra_after_ms: float = 0.0
+    kind: str | None = None  # select | insert | update | delete | merge
 
     @property
     def median_before(self) -> float | None:
@@ -154,12 +171,13 @@ class StatementResult:
 
 def load_settings(db) -> Settings:
     row = db.one("SELECT validate_runs, validate_statement_timeout_ms, validate_lock_timeout_ms,"
-                 " validate_size_factor, validate_policy FROM arch.settings WHERE id")
+                 " validate_size_factor, validate_policy, validate_partition_max_rows FROM arch.settings WHERE id")
     if row is None:
         raise UserError("arch.settings has no row", hint="Re-run pg-architect install.")
     return Settings(runs=int(row["validate_runs"]), statement_timeout_ms=int(row["validate_statement_timeout_ms"]),
                     lock_timeout_ms=int(row["validate_lock_timeout_ms"]),
-                    size_factor=float(row["validate_size_factor"]), policy=row["validate_policy"])
+                    size_factor=float(row["validate_size_factor"]), policy=row["validate_policy"],
+                    partition_max_rows=int(row["validate_partition_max_rows"]))
 
 
 # ---------------------------------------------------------------------------- connections
@@ -207,7 +225,8 @@ def check_not_production(prod_conn, staging_conn) -> dict:
 def recommendation(prod: PsycopgDb, rec_id: int) -> dict:
     rec = prod.one("SELECT id, kind, status, schema_name::text AS schema_name, table_name::text AS table_name,"
                    " index_name::text AS index_name, ddl, rollback_ddl, columns, est_gain_pct, confidence,"
-                   " confidence_estimate, confidence_factors FROM arch.recommendation WHERE id = $1", [rec_id])
+                   " confidence_estimate, confidence_factors, details FROM arch.recommendation WHERE id = $1",
+                   [rec_id])
     if rec is None:
         raise ValidationRefused(f"recommendation {rec_id} does not exist")
     return rec
@@ -329,6 +348,96 @@ def parameter_columns(tree: dict) -> dict[int, str]:
     return out
 
 
+_UNIT_FUNCTIONS = {"date_trunc", "date_part", "extract", "date_bin"}
+_ARITHMETIC = {"+", "-", "*", "/", "%", "^"}
+
+
+def parameter_contexts(tree: dict) -> dict[int, str]:
+    """$n compared with no column → what its place says about it: ``unit`` (first argument of
+    date_trunc / date_part / extract), ``interval`` (``$n::interval``), ``cast:<type>`` (another
+    ``$n::type``), ``number`` (an operand of + - * / % ^). See :func:`context_value`."""
+    out: dict[int, str] = {}
+
+    def param(node) -> int | None:
+        if isinstance(node, dict) and "ParamRef" in node:
+            return int(node["ParamRef"].get("number", 0))
+        return None
+
+    def visit(d: dict) -> None:
+        fc = d.get("FuncCall")
+        if isinstance(fc, dict) and _s((fc.get("funcname") or [None])[-1]) in _UNIT_FUNCTIONS:
+            n = param((fc.get("args") or [None])[0])
+            if n:
+                out.setdefault(n, "unit")
+        tc = d.get("TypeCast")
+        if isinstance(tc, dict):
+            n = param(tc.get("arg"))
+            names = (tc.get("typeName") or {}).get("names") or []
+            typ = _s(names[-1]) if names else None
+            if n and typ:
+                out.setdefault(n, "interval" if typ == "interval" else f"cast:{typ}")
+        e = d.get("A_Expr")
+        if isinstance(e, dict) and e.get("kind") == "AEXPR_OP" and _s((e.get("name") or [None])[-1]) in _ARITHMETIC:
+            for side in (e.get("lexpr"), e.get("rexpr")):
+                n = param(side)
+                if n:
+                    out.setdefault(n, "number")
+    _walk(tree, visit)
+    return out
+
+
+_NUMBER_TYPES = {"int2", "int4", "int8", "smallint", "integer", "bigint", "int", "numeric", "decimal", "float4",
+                 "float8", "real", "double precision", "oid", "money"}
+
+
+def typed_value(typ: str) -> str | None:
+    """A sensible value of type ``typ`` when nothing else says which: numbers 1, booleans true,
+    dates today, timestamps now, intervals 1 day, text 'a', json {}, arrays {} (None: unknown)."""
+    import datetime as dt
+
+    t = typ.lower().strip()
+    if t.endswith("[]"):
+        return "{}"
+    if t in _NUMBER_TYPES:
+        return "1"
+    if t in ("bool", "boolean"):
+        return "true"
+    if t == "date":
+        return dt.date.today().isoformat()
+    if t.startswith(("timestamp", "timestamptz")):
+        return dt.datetime.now(dt.UTC).isoformat(sep=" ")
+    if t.startswith(("time", "timetz")):
+        return "12:00"
+    if t == "interval":
+        return "1 day"
+    if t in ("text", "varchar", "character varying", "bpchar", "character", "name", "citext") \
+            or t.startswith(("character", "varchar")):
+        return "a"
+    if t in ("json", "jsonb"):
+        return "{}"
+    if t == "uuid":
+        return "00000000-0000-0000-0000-000000000000"
+    return None
+
+
+def context_value(context: str) -> str | None:
+    """The value of a parameter from its context (:func:`parameter_contexts`): LIMIT 100, OFFSET 0,
+    a unit 'day', an interval '1 day', an arithmetic operand 1, a cast: :func:`typed_value`."""
+    if context == "limit":
+        return "100"
+    if context == "offset":
+        return "0"
+    if context == "unit":
+        return "day"
+    if context == "interval":
+        return "1 day"
+    if context == "number":
+        return "1"
+    if context.startswith("cast:"):
+        return typed_value(context[5:])
+    return None
+
+
 # ---------------------------------------------------------------------------- staging checks
 def _table_shape(db: PsycopgDb, schema: str, table: str) -> dict | None:
     row = db.one("SELECT c.oid::bigint AS oid, c.reltuples::float8 AS reltuples, c.relkind::text AS relkind"
@@ -420,29 +529,67 @@ def _same_shape(text: str, reading) -> bool:
             and not outside_functions(r.tree))
 
 
-def parameter_sets(staging: PsycopgDb, reading, tables: list[tuple[str, str]], runs: int) -> list[list[str | None]]:
-    """``runs`` lists of parameter values (text) drawn from pg_stats on staging."""
+def _histogram(staging: PsycopgDb, tables: list[tuple[str, str]], column: str) -> list[str]:
+    """The histogram bounds of ``column`` (in the column's order), of the first table that has them."""
+    row = staging.one(
+        "SELECT s.histogram_bounds::text::text[] AS h FROM pg_catalog.pg_stats s"
+        " WHERE (s.schemaname::text, s.tablename::text) IN (SELECT x->>0, x->>1 FROM jsonb_array_elements($1::jsonb) x)"
+        "   AND s.attname = $2 AND s.histogram_bounds IS NOT NULL ORDER BY s.tablename, s.inherited LIMIT 1",
+        [[list(t) for t in tables], column])
+    return list(row["h"]) if row else []
+
+
+def parameter_sets(staging: PsycopgDb, reading, tables: list[tuple[str, str]], runs: int,
+                   types=None) -> list[list[str | None]]:
+    """``runs`` lists of parameter values (text): drawn from pg_stats on staging for a parameter
+    compared with a column (several parameters on one column, e.g. a range: consecutive histogram
+    bounds, in order), else from the parameter's context (:func:`context_value`), else from the
+    type PostgreSQL infers for it (``types()``, called when needed: :func:`typed_value`)."""
     cols = parameter_columns(reading.tree)
+    contexts = parameter_contexts(reading.tree)
     values: dict[int, list] = {}
+    by_column: dict[str, list[int]] = {}
+    inferred: list[str] | None = None
     for n in reading.params:
         col = cols.get(n)
-        if col == "limit":
-            values[n] = ["100"]
-        elif col == "offset":
-            values[n] = ["0"]
+        if col in ("limit", "offset"):
+            values[n] = [context_value(col)]
         elif col:
-            vals = _stats_values(staging, tables, col)
-            if not vals:
-                raise SkipStatement("parameter_values", f"no statistics on staging for column {col} (${n}): "
-                                    "ANALYZE the table on staging")
-            values[n] = vals
+            by_column.setdefault(col, []).append(n)
+        elif context_value(contexts.get(n, "")) is not None:
+            values[n] = [context_value(contexts[n])]
         else:
-            raise SkipStatement("parameter_values", f"${n} is compared with no column, so no value can be drawn "
-                                "from pg_stats (and arch.query_sample has no sample)")
+            if inferred is None:
+                inferred = list(types()) if types else []
+            v = typed_value(inferred[n - 1]) if n - 1 < len(inferred) else None
+            if v is None:
+                raise SkipStatement("parameter_values", f"${n} is compared with no column and its type "
+                                    f"({inferred[n - 1] if n - 1 < len(inferred) else 'unknown'}) has no default "
+                                    "value (and arch.query_sample has no sample)")
+            values[n] = [v]
+    ranges: dict[int, tuple[list[str], int, int]] = {}  # $n → (histogram, position, params on the column)
+    for col, ns in by_column.items():
+        hist = _histogram(staging, tables, col) if len(ns) > 1 else []
+        if len(hist) > len(ns):
+            for i, n in enumerate(sorted(ns)):
+                ranges[n] = (hist, i, len(ns))
+            continue
+        vals = _stats_values(staging, tables, col)
+        if not vals:
+            raise SkipStatement("parameter_values", f"no statistics on staging for column {col} (${ns[0]}): "
+                                "ANALYZE the table on staging")
+        for n in ns:
+            values[n] = vals
     out = []
     for k in range(runs):
-        out.append([values[n][(k * 7) % len(values[n])] if n in values else None
-                    for n in range(1, (max(reading.params) if reading.params else 0) + 1)])
+        row: list[str | None] = []
+        for n in range(1, (max(reading.params) if reading.params else 0) + 1):
+            if n in ranges:
+                hist, i, m = ranges[n]
+                row.append(hist[(k * 7) % (len(hist) - m + 1) + i])
+            else:
+                row.append(values[n][(k * 7) % len(values[n])] if n in values else None)
+        out.append(row)
     return out
 
 
@@ -488,6 +635,49 @@ class Runner:
         doc = next(iter(rows[0].values()))
         return json.loads(doc) if isinstance(doc, str) else doc
 
+    def param_types(self, role_oid: int, text: str) -> list[str]:
+        """The types PostgreSQL infers for the statement's parameters (PREPAREd as its role, rolled back)."""
+        import psycopg
+
+        try:
+            with self.conn.transaction(force_rollback=True):
+                fn = self.plan_as.wrapper_for(role_oid)
+                self.db.check_one_statement(text)
+                self._planner(fn, f"PREPARE {STMT} AS {text}", rows=False)
+                return list(self.db.scalar("SELECT parameter_types::text[] FROM pg_catalog.pg_prepared_statements"
+                                           " WHERE name = $1", [STMT]) or [])
+        except psycopg.Error as exc:
+            raise DbError(str(exc).strip(), exc.sqlstate) from None
+        finally:
+            self._deallocate()
+
+    def digest(self, role_oid: int, text: str, params: list | None) -> dict:
+        """Row count and an order-insensitive hash (md5 of the sorted md5 of each row's values) of
+        what the statement returns, run as its role in a rolled-back transaction."""
+        import psycopg
+
+        from . import validate_sql
+
+        try:
+            with self.conn.transaction(force_rollback=True):
+                fn = self.plan_as.wrapper_for(role_oid)
+                self.db.check_one_statement(text)
+                if params:
+                    self._planner(fn, f"PREPARE {STMT} AS {text}", rows=False)
+                    types = self.db.scalar("SELECT parameter_types::text[] FROM pg_catalog.pg_prepared_statements"
+                                           " WHERE name = $1", [STMT]) or []
+                    self._deallocate()
+                    text = validate_sql.bind(text, params, list(types))
+                sql = ("SELECT count(*)::bigint AS n, md5(coalesce(string_agg(h, ',' ORDER BY h), '')) AS hash"
+                       f" FROM (SELECT md5(x::text) AS h FROM ({text}) x) y")
+                self.db.check_one_statement(sql)
+                row = self._planner(fn, sql)[0]
+        except psycopg.Error as exc:
+            raise DbError(str(exc).strip(), exc.sqlstate) from None
+        finally:
+            self._deallocate()
+        return {"rows": int(row["n"]), "hash": row["hash"]}
+
     def _planner(self, fn: str, sql: str, rows: bool = True) -> list[dict]:
         out = self.db.query(f"SELECT w FROM {fn}($1, $2) w", [sql, rows])
         return [json.loads(r["w"]) for r in out]
@@ -501,7 +691,8 @@ class Runner:
     def measure(self, st: StatementResult, phase: str) -> None:
         role_oid = self.role_oid(st.role)
         times, plans, buffers = [], [], []
-        for i, (text, params) in enumerate([st.runs[0]] + st.runs):  # first: warm-up, not counted
+        runs = st.runs_after if phase == "after" and st.runs_after else st.runs
+        for i, (text, params) in enumerate([runs[0]] + runs):  # first: warm-up, not counted
             doc = self.explain(role_oid, text, params)
             if i == 0:
                 continue
@@ -581,6 +772,13 @@ def validate_recommendation(prod: PsycopgDb, staging_conn, rec_id: int, settings
     staging = PsycopgDb(staging_conn)
     staging_conn.execute(f"SET statement_timeout = {int(settings.statement_timeout_ms)}")
     staging_conn.execute(f"SET lock_timeout = {int(settings.lock_timeout_ms)}")
+    kind = rec["kind"]
+    details = rec.get("details") or {}
+    after_text = {"rewrite": rec["ddl"], "materialized_view": details.get("rewritten_query")}.get(kind)
+    if kind == "materialized_view" and not after_text:
+        raise ValidationRefused(f"materialized_view recommendation {rec_id} has no rewritten_query in its details")
+    scratch = f"pga_validate_{uuid.uuid4().hex[:12]}" if kind == "partition" else ""
+    copy_name = f"{rec['table_name']}_partitioned"[:63]
     results: list[StatementResult] = []
     tables = [(rec["schema_name"], rec["table_name"])]
     stmts = served_statements(prod, rec_id)
@@ -597,6 +795,7 @@ def validate_recommendation(prod: PsycopgDb, staging_conn, rec_id: int, settings
                 raise SkipStatement("parse_error", exc.message) from None
             if reading.statements != 1 or reading.kind in ("utility", "ddl") or reading.select_into:
                 raise SkipStatement("utility", "only single queries (SELECT, INSERT, UPDATE, DELETE, MERGE) are run")
+            r.kind = reading.kind
             outside = outside_functions(reading.tree)
             if outside:
                 raise SkipStatement("outside_effects", f"it calls {', '.join(outside)}, which reaches outside the "
@@ -610,16 +809,24 @@ def validate_recommendation(prod: PsycopgDb, staging_conn, rec_id: int, settings
                 key = (t[0] or rec["schema_name"], t[1])
                 if key not in tables:
                     tables.append(key)
-            samples = [t for t in sample_texts(prod, st, settings.runs) if _same_shape(t, reading)]
+            # a rewritten text takes the same parameter values: samples (literal texts) cannot be used
+            samples = ([] if after_text else
+                       [t for t in sample_texts(prod, st, settings.runs) if _same_shape(t, reading)])
             if samples:
                 r.parameter_source = "query_sample"
                 r.runs = [(samples[k % len(samples)], None) for k in range(settings.runs)]
                 r.parameters = [samples[k % len(samples)] for k in range(settings.runs)]
             else:
-                r.parameter_source = "pg_stats" if reading.params else "none"
-                sets = parameter_sets(staging, reading, tables, settings.runs)
+                r.parameter_source = _parameter_source(reading)
+                runner = Runner(staging_conn, staging, settings)
+                sets = parameter_sets(staging, reading, tables, settings.runs,
+                                      types=partial(_inferred_types, runner, r.role, st["query"]))
                 r.runs = [(st["query"], p) for p in sets]
                 r.parameters = sets
+            if after_text:
+                _rewritten_runs(r, reading, after_text, kind)
+            elif kind == "partition":
+                r.runs_after = [(_redirected(t, rec, scratch, copy_name), p) for t, p in r.runs]
             if reading.kind in _WRITE_KINDS:
                 r.parameter_source = (r.parameter_source or "") + " (writes rolled back)"
         except SkipStatement as exc:
@@ -628,14 +835,21 @@ def validate_recommendation(prod: PsycopgDb, staging_conn, rec_id: int, settings
     todo = [r for r in results if r.status == "measured"]
     applied = False
     problem: str | None = None
-    if rec["kind"] not in SUPPORTED_KINDS:
-        problem = f"validation of {rec['kind']} recommendations is not supported yet (index, statistics)"
+    if kind not in SUPPORTED_KINDS:
+        problem = f"validation of {kind} recommendations is not supported ({', '.join(SUPPORTED_KINDS)})"
         for r in todo:
             r.status, r.skip_code, r.error = "skipped", "not_supported", problem
     elif not check["ok"]:
         why = "; ".join(f"{t}: {e['problem']}" for t, e in check["tables"].items() if "problem" in e)
         for r in todo:
             r.status, r.error = "mismatch", f"staging does not look like production: {why}"
+    elif todo and kind == "rewrite":
+        _validate_rewrite(rec, todo, staging_conn, staging, settings, say)
+    elif todo and kind == "materialized_view":
+        applied, problem = _validate_matview(rec, todo, staging_conn, staging, settings, say)
+    elif todo and kind == "partition":
+        applied, problem = _validate_partition(rec, todo, check, scratch, copy_name, staging_conn, staging,
+                                               settings, say)
     elif todo:
         apply = ddl_statements(rec["ddl"], _APPLY_OK, "DDL")
         undo = ddl_statements(rec["rollback_ddl"], _ROLLBACK_OK, "rollback DDL")
@@ -681,6 +895,319 @@ def validate_recommendation(prod: PsycopgDb, staging_conn, rec_id: int, settings
                    {"database": staging_conn.info.dbname, "host": staging_conn.info.host})
 
 
+# ---------------------------------------------------------------------------- rewrite, view, copy
+def _inferred_types(runner: Runner, role: str | None, text: str) -> list[str]:
+    return runner.param_types(runner.role_oid(role), text)
+
+
+def _parameter_source(reading) -> str:
+    if not reading.params:
+        return "none"
+    cols = parameter_columns(reading.tree)
+    if any(c not in ("limit", "offset") for c in cols.values()):
+        return "pg_stats"
+    return "context"
+
+
+def _rewritten_runs(r: StatementResult, reading, text: str, kind: str) -> None:
+    """The runs after: the rewritten text (rewrite, materialized view) with the same parameter values."""
+    what = "the rewritten statement" if kind == "rewrite" else "the statement rewritten to read the view"
+    try:
+        after = pgparse.read(text)
+    except pgparse.PgParseError as exc:
+        raise SkipStatement("parse_error", f"{what}: {exc.message}") from None
+    if after.statements != 1 or after.kind != reading.kind or after.select_into:
+        raise SkipStatement("not_comparable", f"{what} is not one {reading.kind} statement")
+    if not set(after.params) <= set(reading.params):
+        raise SkipStatement("parameters_changed", f"{what} takes other parameters "
+                            f"({', '.join(f'${n}' for n in after.params)}) than the original: the application's "
+                            "values cannot be carried over")
+    bad = outside_functions(after.tree)
+    if bad:
+        raise SkipStatement("outside_effects", f"{what} calls {', '.join(bad)}, which reaches outside the database")
+    r.runs_after = [(text, p) for _, p in r.runs]
+
+
+def _redirected(text: str, rec: dict, scratch: str, copy_name: str) -> str:
+    from .validate_sql import NotRunnable, redirect
+
+    try:
+        out, n = redirect(text, rec["schema_name"], rec["table_name"], scratch, copy_name)
+    except NotRunnable as exc:
+        raise SkipStatement("parse_error", str(exc)) from None
+    if not n:
+        raise SkipStatement("not_comparable", f"it does not name {rec['schema_name']}.{rec['table_name']}: "
+                            "nothing to run against the partitioned copy")
+    return out
+
+
+def _measure(rec: dict, todo: list[StatementResult], phase: str, conn, db: PsycopgDb, settings: Settings,
+             say) -> list[StatementResult]:
+    """``phase`` runs of each statement still measured; returns those."""
+    for r in todo:
+        if r.status != "measured":
+            continue
+        try:
+            say(f"recommendation {rec['id']}: queryid {r.queryid}: {settings.runs} runs {phase}")
+            Runner(conn, db, settings).measure(r, phase)
+        except SkipStatement as exc:
+            if phase == "before":
+                r.status, r.skip_code, r.error = "skipped", exc.code, exc.reason
+            else:
+                r.status, r.error = "failed", f"{phase}: {exc.reason}"
+        except DbError as exc:
+            r.status, r.error = "failed", f"{phase}: {str(exc).splitlines()[0]}"
+    return [r for r in todo if r.status == "measured"]
+
+
+def _same_rows(rec: dict, todo: list[StatementResult], conn, db: PsycopgDb, settings: Settings, what: str,
+               say) -> None:
+    """Each statement's rows before (original) and after (rewritten / on the copy), for each distinct
+    parameter set (at most 3): the same row count and order-insensitive hash, else failed."""
+    for r in todo:
+        if r.status != "measured":
+            continue
+        if r.kind != "select":
+            r.details.update(same_rows=None, rows_note="a writing statement: its rows are not compared "
+                             "(each run is rolled back)")
+            continue
+        runner = Runner(conn, db, settings)
+        seen: list = []
+        try:
+            role = runner.role_oid(r.role)
+            for (text, params), (text_after, params_after) in zip(r.runs, r.runs_after):
+                key = (text, params)
+                if key in seen or len(seen) >= 3:
+                    continue
+                seen.append(key)
+                say(f"recommendation {rec['id']}: queryid {r.queryid}: comparing rows")
+                b = runner.digest(role, text, params)
+                a = runner.digest(role, text_after, params_after)
+                r.details.update(rows_before=b["rows"], rows_after=a["rows"], same_rows=b == a)
+                if b != a:
+                    r.status = "failed"
+                    # no values in the error: parameters are shown only to who may see the statement
+                    r.error = (f"{what} returns different rows than the original: {b['rows']} row(s) before, "
+                               f"{a['rows']} after (hash {b['hash'][:8]} vs {a['hash'][:8]}) with the parameters "
+                               f"of run {r.runs.index((text, params)) + 1}")
+                    break
+            r.details["rows_compared_sets"] = len(seen)
+        except (SkipStatement, DbError) as exc:
+            r.status, r.error = "failed", f"comparing rows: {str(exc).splitlines()[0] if str(exc) else exc}"
+
+
+def _validate_rewrite(rec: dict, todo: list[StatementResult], conn, db: PsycopgDb, settings: Settings,
+                      say) -> None:
+    """The original statement before, the rewritten one after (nothing to apply), then their rows."""
+    todo = _measure(rec, todo, "before", conn, db, settings, say)
+    todo = _measure(rec, todo, "after", conn, db, settings, say)
+    _same_rows(rec, todo, conn, db, settings, "the rewritten statement", say)
+
+
+def _timed(conn, sql: str) -> float:
+    t0 = time.perf_counter()
+    conn.execute(sql)
+    return round(1000.0 * (time.perf_counter() - t0), 3)
+
+
+def _staging_roles(db: PsycopgDb, todo: list[StatementResult]) -> list[str]:
+    """The statements' roles that exist on staging, other than the validator's login."""
+    names = sorted({r.role for r in todo if r.role})
+    return [r["rolname"] for r in db.query(
+        "SELECT rolname::text AS rolname FROM pg_catalog.pg_roles"
+        " WHERE rolname::text IN (SELECT jsonb_array_elements_text($1::jsonb))"
+        " AND rolname <> current_user ORDER BY 1", [names])] if names else []
+
+
+def _error_line(exc: Exception) -> str:
+    import psycopg
+
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, psycopg.errors.QueryCanceled):
+        text += " (validate_statement_timeout_ms)"
+    return text
+
+
+def _validate_matview(rec: dict, todo: list[StatementResult], conn, db: PsycopgDb, settings: Settings,
+                      say) -> tuple[bool, str | None]:
+    """The original statement before; the view and its unique index created, REFRESHed (timed), the
+    rewritten statement after and its rows compared, one REFRESH CONCURRENTLY (timed); the view
+    dropped, always."""
+    from .validate_sql import NotRunnable, matview_script
+
+    try:
+        ms = matview_script(rec["ddl"] or "")
+    except NotRunnable as exc:
+        raise ValidationRefused(f"the materialized view's script: {exc}") from None
+    problem: str | None
+    if db.scalar("SELECT to_regclass($1) IS NOT NULL", [ms.view]):
+        problem = f"{ms.view} already exists on staging: nothing to compare (and it is not dropped)"
+        for r in todo:
+            r.status, r.skip_code, r.error = "skipped", "already_applied", problem
+        return False, problem
+    todo = _measure(rec, todo, "before", conn, db, settings, say)
+    if not todo:
+        return False, None
+    common: dict = {"view": ms.view, "notes": ms.notes}
+    problem = None
+    try:
+        say(f"recommendation {rec['id']}: creating {ms.view} on staging")
+        common["create_ms"] = _timed(conn, ms.create)
+        for ix in ms.indexes:
+            conn.execute(ix)
+        for role in _staging_roles(db, todo):  # the statement's role reads the view, as on production
+            conn.execute(f"GRANT SELECT ON {ms.view} TO {_qi(role)}")
+        common["refresh_ms"] = _timed(conn, f"REFRESH MATERIALIZED VIEW {ms.view}")
+        todo = _measure(rec, todo, "after", conn, db, settings, say)
+        _same_rows(rec, todo, conn, db, settings, "the statement rewritten to read the view", say)
+        common["refresh_concurrently_ms"] = _timed(conn, f"REFRESH MATERIALIZED VIEW CONCURRENTLY {ms.view}")
+    except Exception as exc:
+        problem = f"creating or refreshing the materialized view on staging failed: {_error_line(exc)}"
+        for r in todo:
+            if r.status == "measured" and not r.times_after:
+                r.status, r.error = "failed", problem
+    finally:
+        undo_error = _undo(conn, [f"DROP MATERIALIZED VIEW IF EXISTS {ms.view}"], rec, say)
+        if undo_error:
+            problem = (problem + "; " if problem else "") + undo_error
+    est = (rec.get("details") or {}).get("estimate") or {}
+    per_interval = float(est.get("calls_per_s") or 0) * float(est.get("refresh_interval_s") or 0)
+    refresh = common.get("refresh_concurrently_ms", common.get("refresh_ms"))
+    for r in todo:
+        r.details.update(common)
+        if undo_error:
+            r.error = (r.error + "; " if r.error else "") + undo_error
+        if r.status != "measured" or refresh is None or r.median_before is None or r.median_after is None:
+            continue
+        r.details["refresh_interval_s"] = est.get("refresh_interval_s")
+        r.details["calls_per_refresh_interval"] = round(per_interval, 2)
+        if per_interval > 0:
+            # the refresh is part of the cost: spread over the calls of one refresh interval
+            r.extra_after_ms = refresh / per_interval
+            r.details["benefit_ms_per_refresh"] = round(
+                per_interval * (r.median_before - r.median_after) - refresh, 3)
+    return True, problem
+
+
+def _validate_partition(rec: dict, todo: list[StatementResult], check: dict, scratch: str, copy_name: str,
+                        conn, db: PsycopgDb, settings: Settings, say) -> tuple[bool, str | None]:
+    """A partitioned copy of the table in a scratch schema (step 1 of the plan re-targeted, the rows
+    copied, ANALYZE); each statement against the table before and against the copy after, with
+    the partitions it scanned and its rows compared; the scratch schema dropped, always."""
+    from .validate_sql import NotRunnable, plan_to_scratch
+
+    schema, table = rec["schema_name"], rec["table_name"]
+    steps = (rec.get("details") or {}).get("steps") or []
+    if not steps or not steps[0].get("sql"):
+        raise ValidationRefused(f"partition recommendation {rec['id']} has no migration plan in its details")
+    problem: str | None
+    rows = (check["tables"].get(f"{schema}.{table}") or {}).get("rows_staging")
+    if rows is None or rows > settings.partition_max_rows:
+        problem = (f"{schema}.{table} has {'an unknown number of' if rows is None else f'{rows:,}'} rows on staging, "
+                   f"above validate_partition_max_rows ({settings.partition_max_rows:,}): the partitioned copy "
+                   "would hold all of them; not validated")
+        for r in todo:
+            r.status, r.skip_code, r.error = "skipped", "too_large", problem
+        return False, problem
+    try:
+        plan = plan_to_scratch(steps[0]["sql"], schema, copy_name, scratch)
+    except NotRunnable as exc:
+        raise ValidationRefused(f"the partition plan: {exc}") from None
+    orig, copy = f"{_qi(schema)}.{_qi(table)}", f"{_qi(scratch)}.{_qi(copy_name)}"
+    common: dict = {"scratch_schema": scratch, "copy": f"{scratch}.{copy_name}", "notes": plan.notes,
+                    "pg_partman": plan.partman_parent is not None}
+    problem = None
+    try:
+        say(f"recommendation {rec['id']}: building the partitioned copy {scratch}.{copy_name} on staging")
+        conn.execute(f"CREATE SCHEMA {_qi(scratch)}")
+        for stmt in plan.statements:
+            conn.execute(stmt)
+        cols = ", ".join(_qi(c["a"]) for c in db.query(
+            "SELECT attname::text AS a FROM pg_catalog.pg_attribute WHERE attrelid = $1::regclass AND attnum > 0"
+            " AND NOT attisdropped AND attgenerated = '' ORDER BY attnum", [orig]))
+        t0 = time.perf_counter()
+        cur = conn.execute(f"INSERT INTO {copy} ({cols}) OVERRIDING SYSTEM VALUE SELECT {cols} FROM {orig}")
+        common["rows_copied"] = cur.rowcount
+        conn.execute(f"ANALYZE {copy}")
+        common["copy_ms"] = round(1000.0 * (time.perf_counter() - t0), 1)
+        parts = [p["name"] for p in db.query(
+            "SELECT c.relname::text AS name, c.relispartition FROM pg_catalog.pg_partition_tree($1::regclass) t"
+            " JOIN pg_catalog.pg_class c ON c.oid = t.relid WHERE t.isleaf ORDER BY 1", [copy])]
+        common["partitions"] = len(parts)
+        for role in _staging_roles(db, todo):  # the role's rights on the table, on the copy
+            conn.execute(f"GRANT USAGE ON SCHEMA {_qi(scratch)} TO {_qi(role)}")
+            privs = [p for p in ("SELECT", "INSERT", "UPDATE", "DELETE")
+                     if db.scalar("SELECT has_table_privilege($1, $2::regclass, $3)", [role, orig, p])]
+            if privs:
+                conn.execute(f"GRANT {', '.join(privs)} ON {copy} TO {_qi(role)}")
+        todo = _measure(rec, todo, "before", conn, db, settings, say)
+        todo = _measure(rec, todo, "after", conn, db, settings, say)
+        _same_rows(rec, todo, conn, db, settings, "the statement on the partitioned copy", say)
+        for r in todo:
+            scanned = _scanned(r.plans_after[0] if r.plans_after else None, set(parts))
+            r.details.update(partitions_scanned=len(scanned["relations"]), partitions=len(parts),
+                             subplans_removed=scanned["removed"],
+                             scanned=sorted(scanned["relations"])[:20])
+    except Exception as exc:
+        problem = f"the partitioned copy on staging failed: {_error_line(exc)}"
+        for r in todo:
+            if r.status == "measured" and not r.times_after:
+                r.status, r.error = "failed", problem
+    finally:
+        undo_error = _drop_scratch(conn, db, scratch, plan.partman_parent, say)
+        if undo_error:
+            problem = (problem + "; " if problem else "") + undo_error
+    for r in todo:
+        r.details = {**common, **r.details}
+        if undo_error:
+            r.error = (r.error + "; " if r.error else "") + undo_error
+    return True, problem
+
+
+def _scanned(doc, parts: set[str]) -> dict:
+    found: set[str] = set()
+    removed = 0
+
+    def walk(node: dict) -> None:
+        nonlocal removed
+        if node.get("Relation Name") in parts:
+            found.add(node["Relation Name"])
+        removed += int(node.get("Subplans Removed", 0) or 0)
+        for c in node.get("Plans", []) or []:
+            walk(c)
+
+    if doc:
+        walk(doc[0]["Plan"])
+    return {"relations": found, "removed": removed}
+
+
+def _drop_scratch(conn, db: PsycopgDb, scratch: str, partman_parent: str | None, say) -> str | None:
+    """DROP SCHEMA scratch CASCADE (and pg_partman's configuration of the copy), retried once."""
+    say(f"recommendation: dropping the scratch schema {scratch} on staging")
+    errors = []
+    if partman_parent:
+        try:
+            ns = db.scalar("SELECT quote_ident(n.nspname::text) FROM pg_catalog.pg_extension e"
+                           " JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_partman'")
+            if ns:
+                tmpl = db.scalar(f"SELECT template_table FROM {ns}.part_config WHERE parent_table = $1",
+                                 [partman_parent])
+                db.execute(f"DELETE FROM {ns}.part_config WHERE parent_table = $1", [partman_parent])
+                if tmpl:
+                    conn.execute(f"DROP TABLE IF EXISTS {tmpl}")
+        except Exception as exc:
+            errors.append(f"pg_partman configuration of {partman_parent}: {_error_line(exc)}")
+    for attempt in range(2):
+        try:
+            conn.execute(f"DROP SCHEMA IF EXISTS {_qi(scratch)} CASCADE")
+            break
+        except Exception as exc:
+            if attempt:
+                errors.append(f"DROP SCHEMA {scratch}: {_error_line(exc)}")
+            time.sleep(0.5)
+    return ("UNDO FAILED on staging, check by hand: " + "; ".join(errors)) if errors else None
+
+
 def _undo(conn, undo: list[str], rec: dict, say) -> str | None:
     """The rollback DDL, each statement retried once; statistics: ANALYZE the table again."""
     say(f"recommendation {rec['id']}: undoing on staging")
@@ -707,9 +1234,10 @@ def measured_confidence(rec: dict, results: list[StatementResult]) -> tuple[floa
     done = [r for r in results if r.status == "measured" and r.times_before and r.times_after]
     if not done:
         return None, None
-    before = sum(r.median_before for r in done)
+    before = sum(statistics.median(r.times_before) for r in done)
     # a statement whose plan did not change and whose difference is within the runs' spread: no gain
-    after = sum(r.median_before if r.within_noise(_changes(r)) else r.median_after for r in done)
+    after = sum(statistics.median(r.times_before if r.within_noise(_changes(r)) else r.times_after)
+                + r.extra_after_ms for r in done)
     if before <= 0:
         return None, None
     gain = 1 - after / before
@@ -744,20 +1272,22 @@ def _record(prod: PsycopgDb, rec: dict, results: list[StatementResult], check: d
             " skip_code,"
             " parameters, parameter_source, runs, times_before_ms, times_after_ms, median_before_ms, median_after_ms,"
             " buffers_before, buffers_after, measured_gain_pct, est_gain_pct, plan_changes, size_check,"
-            " confidence_before, confidence_measured, staging, error, noise_pct, within_noise, finished_at)"
+            " confidence_before, confidence_measured, staging, error, noise_pct, within_noise, finished_at, details)"
             " VALUES ($25::uuid, $1, $2::text::bigint, $3::text::bigint::oid, $4::text::bigint::oid,"
             " $5::text::bigint, $6, $7::text,"
             " $8::jsonb, $9::text, $10, ARRAY(SELECT jsonb_array_elements_text($11::jsonb))::float8[],"
             " ARRAY(SELECT jsonb_array_elements_text($12::jsonb))::float8[], $13::text::float8, $14::text::float8,"
             " $15::text::bigint, $16::text::bigint, $17::text::float8, $18::text::float8, $19::jsonb, $20::jsonb,"
-            " $21::text::float8, $22::text::float8, $23::jsonb, $24::text, $26::text::float8, $27, clock_timestamp())"
+            " $21::text::float8, $22::text::float8, $23::jsonb, $24::text, $26::text::float8, $27, clock_timestamp(),"
+            " $28::jsonb)"
             " RETURNING id",
             [rec["id"], _t(request_id), _t(r.dbid), _t(r.userid), _t(r.queryid), r.status, r.skip_code,
              r.parameters, r.parameter_source, len(r.times_after) if r.status == "measured" else len(r.times_before),
              r.times_before, r.times_after, _t(r.median_before), _t(r.median_after), _t(r.buffers_before),
              _t(r.buffers_after), _t(r.gain_pct), _t(r.est_gain_pct), changes, check, _t(rec["confidence"]),
              _t(conf if r.status == "measured" else None), staging_info, r.error, batch,
-             _t(r.noise_pct), r.within_noise(changes)])
+             _t(r.noise_pct), r.within_noise(changes), r.details])
+        assert row is not None
         ids.append(int(row["id"]))
     adopted = False
     if conf is not None:
@@ -823,13 +1353,31 @@ def validated_ok(db, recommendation_id: int) -> bool:
 
 
 # ---------------------------------------------------------------------------- pull request body
+def detail_line(d: dict) -> str:
+    """What a rewrite / materialized-view / partition validation measured beyond the times, in words."""
+    parts = []
+    if d.get("same_rows") is True:
+        parts.append(f"same rows as the original ({d.get('rows_before'):,} row(s), "
+                     f"{d.get('rows_compared_sets', 1)} parameter set(s) compared)")
+    if d.get("partitions") is not None and d.get("partitions_scanned") is not None:
+        parts.append(f"{d['partitions_scanned']} of {d['partitions']} partitions scanned on the copy "
+                     f"({d.get('rows_copied', 0):,} rows copied in {d.get('copy_ms', 0):,.0f} ms)")
+    if d.get("refresh_ms") is not None:
+        parts.append(f"REFRESH {d['refresh_ms']:,.1f} ms, REFRESH CONCURRENTLY "
+                     f"{d.get('refresh_concurrently_ms') or 0:,.1f} ms")
+    if d.get("benefit_ms_per_refresh") is not None:
+        parts.append(f"measured benefit {d['benefit_ms_per_refresh']:,.0f} ms per refresh interval "
+                     f"({d.get('refresh_interval_s')} s)")
+    return "; ".join(parts)
+
+
 def pr_section(db, recommendation_id: int) -> str:
     """The measured numbers of the latest validation of a recommendation, as markdown ('' if none)."""
     rows = db.query(
         "SELECT v.queryid, v.status, v.skip_code, v.within_noise, v.noise_pct, v.runs, v.median_before_ms,"
         " v.median_after_ms, v.buffers_before,"
         " v.buffers_after, v.measured_gain_pct, v.est_gain_pct, v.plan_changes, v.confidence_before,"
-        " v.confidence_measured, v.error, v.parameter_source, v.finished_at::text AS finished_at"
+        " v.confidence_measured, v.error, v.parameter_source, v.finished_at::text AS finished_at, v.details"
         " FROM arch.validation v WHERE v.recommendation_id = $1"
         " AND v.batch = (SELECT w.batch FROM arch.validation w WHERE w.recommendation_id = $1"
         "                ORDER BY w.id DESC LIMIT 1)"
@@ -864,6 +1412,9 @@ def pr_section(db, recommendation_id: int) -> str:
             if ch.get("removed") or ch.get("added"):
                 lines.append(f"- queryid {r['queryid']}: {', '.join(ch.get('removed') or []) or '–'} → "
                              f"{', '.join(ch.get('added') or []) or '–'}")
+            extra = detail_line(r["details"] or {})
+            if extra:
+                lines.append(f"- queryid {r['queryid']}: {extra}")
     others = [r for r in rows if r["status"] != "measured"]
     for r in others:
         lines.append(f"- queryid {r['queryid']}: {r['status']}: {(r['error'] or '')[:300]}")

@@ -58,3 +58,53 @@ def test_measured_gain_replaces_the_estimate_in_the_confidence():
     assert noisy.within_noise(validate._changes(noisy))
     assert validate.measured_confidence(rec, [noisy])[1] == 0.0
     assert validate.measured_confidence(rec, [StatementResult(1, 1, 1, status="skipped")]) == (None, None)
+
+
+# ---------------------------------------------------------------------------- issue 12: more kinds
+def test_parameters_compared_with_no_column_have_a_context():
+    r = pgparse.read("SELECT date_trunc($1, created_at), $2 FROM orders WHERE created_at > now() - $3::interval"
+                     " AND total > $4 * 2 AND user_id = $5::int AND note = $6::text LIMIT $7 OFFSET $8")
+    ctx = validate.parameter_contexts(r.tree)
+    assert ctx == {1: "unit", 3: "interval", 4: "number", 5: "cast:int4", 6: "cast:text"}
+    assert validate.parameter_columns(r.tree)[5] == "user_id"  # a column wins over the cast
+    assert [validate.context_value(c) for c in ("limit", "offset", "unit", "interval", "number", "cast:int8")] \
+        == ["100", "0", "day", "1 day", "1", "1"]
+    assert validate.typed_value("boolean") == "true" and validate.typed_value("text[]") == "{}"
+    assert validate.typed_value("character varying") == "a" and validate.typed_value("mood") is None
+
+
+def test_redirect_points_the_table_at_the_copy_in_the_parse_tree():
+    from pg_architect.validate_sql import redirect
+
+    out, n = redirect("SELECT pt_events.id FROM pt_events JOIN public.pt_events o ON o.id = pt_events.id"
+                      " WHERE created_at >= $1", "public", "pt_events", "scratch", "pt_events_partitioned")
+    assert n == 2 and out == ("SELECT pt_events.id FROM scratch.pt_events_partitioned AS pt_events"
+                              " INNER JOIN scratch.pt_events_partitioned AS o ON o.id = pt_events.id"
+                              " WHERE created_at >= $1")
+    # a CTE of the same name, another schema, a string holding the name: left alone
+    out, n = redirect("WITH pt_events AS (SELECT 1 AS id) SELECT 'pt_events' FROM pt_events, other.pt_events",
+                      "public", "pt_events", "scratch", "c")
+    assert n == 0 and "scratch" not in out
+
+
+def test_bind_and_the_scripts_validation_runs():
+    from pg_architect.validate_sql import NotRunnable, bind, matview_script, plan_to_scratch
+
+    assert bind("SELECT * FROM t WHERE a = $1 AND b = $2 LIMIT $3", ["x'y", None, "5"], ["text", "date", "int8"]) \
+        == "SELECT * FROM t WHERE a = CAST('x''y' AS text) AND b = CAST(NULL AS date) LIMIT CAST('5' AS int8)"
+    plan = plan_to_scratch(
+        "CREATE TABLE public.e_partitioned (LIKE public.e INCLUDING DEFAULTS) PARTITION BY RANGE (at);\n"
+        "ALTER TABLE public.e_partitioned ADD CONSTRAINT e_fk_p FOREIGN KEY (u) REFERENCES public.users (id);\n"
+        "CREATE TABLE public.e_p2025 PARTITION OF public.e_partitioned FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');",
+        "public", "e_partitioned", "scr")
+    assert plan.statements[0].startswith("CREATE TABLE scr.e_partitioned (LIKE public.e ")
+    assert plan.statements[1].startswith("CREATE TABLE scr.e_p2025 PARTITION OF scr.e_partitioned")
+    assert len(plan.statements) == 2 and "foreign key left out" in plan.notes[0]
+    with pytest.raises(NotRunnable, match="does not run"):
+        plan_to_scratch("DROP TABLE public.e", "public", "e_partitioned", "scr")
+    ms = matview_script("CREATE MATERIALIZED VIEW public.v AS SELECT a, count(*) FROM t GROUP BY a;\n"
+                        "CREATE UNIQUE INDEX v_key ON public.v (a);\n"
+                        "SELECT cron.schedule('j', '0 * * * *', 'REFRESH MATERIALIZED VIEW CONCURRENTLY public.v');")
+    assert ms.view == '"public"."v"' and len(ms.indexes) == 1 and ms.notes
+    with pytest.raises(NotRunnable):
+        matview_script("CREATE MATERIALIZED VIEW public.v AS SELECT 1;\nDROP TABLE users;")

@@ -319,7 +319,10 @@ def _n_distinct(db: Db, t: tuple[str, str], col: str) -> float | None:
 
 
 # --------------------------------------------------------------------------- advice
-def advise(db: Db, settings: Settings | None = None, workload=None) -> list[dict]:
+def advise(db: Db, settings: Settings | None = None, workload=None, on_error=None) -> list[dict]:
+    """One dict per advice (``entry.advise_materialized_views`` gives them to SQL).  With ``on_error(what,
+    exc)`` (the audit), each statement is advised in its own subtransaction and a failure on one
+    is reported to it instead of raised (a cancel is always raised)."""
     settings = settings or load_settings(db)
     floor = min(settings.matview_min_calls, settings.cache_min_calls)
     stmts, window = workload or partition.read_workload(
@@ -332,33 +335,52 @@ def advise(db: Db, settings: Settings | None = None, workload=None) -> list[dict
     planner = _Planner(db)
     try:
         for s in selects:
-            ww = [writes[t] for t in s.tables]
-            wcalls = sum(w["write_calls"] for w in ww)
-            rpw = s.calls / max(wcalls, 1)
-            interval = min(w["mean_write_interval_s"] for w in ww)
-            base = {"queryid": s.queryid, "userid": s.userid, "calls": s.calls, "mean_ms": round(s.mean_ms, 3),
-                    "reads_per_write": round(rpw, 2), "write_calls": wcalls,
-                    "rows_written": sum(w["rows_written"] for w in ww),
-                    "mean_write_interval_s": round(interval, 1) if math.isfinite(interval) else None}
-            if (s.aggregate and s.calls >= settings.matview_min_calls and s.mean_ms >= settings.matview_min_mean_time_ms
-                    and rpw >= settings.matview_min_reads_per_write):
-                try:
-                    with db.subtransaction():
-                        item = _matview(db, planner, s, settings, window, interval, base)
-                except SkipStatement as exc:
-                    item = _not_advised(s, KIND_MV, base, f"{exc.code}: {exc.reason}")
-                except DbError as exc:
-                    if exc.sqlstate == QUERY_CANCELED:
-                        raise
-                    item = _not_advised(s, KIND_MV, base, f"cannot plan it: {str(exc).splitlines()[0]}")
-                if item:
-                    out.append(item)
-            rpc = s.rows / max(s.calls, 1)
-            if s.calls >= settings.cache_min_calls and rpc <= settings.cache_max_rows_per_call \
-                    and rpw >= settings.cache_min_reads_per_write:
-                out.append(_cache(db, s, settings, window, interval, base, rpc))
+            if on_error is None:
+                out.extend(_statement(db, planner, s, settings, window, writes))
+                continue
+            try:
+                with db.subtransaction():
+                    out.extend(_statement(db, planner, s, settings, window, writes))
+            except DbError as exc:
+                if exc.sqlstate == QUERY_CANCELED:
+                    raise
+                on_error(f"materialized-view / cache advice for queryid {s.queryid}", exc)
+            except Exception as exc:  # a bug on one statement: reported, the others go on
+                on_error(f"materialized-view / cache advice for queryid {s.queryid}", exc)
     finally:
         planner.close()
+    return out
+
+
+def _statement(db: Db, planner: _Planner, s: partition.Stmt, settings: Settings, window: float,
+               writes: dict) -> list[dict]:
+    """The materialized-view and cache advice of one statement."""
+    out: list[dict] = []
+    ww = [writes[t] for t in s.tables]
+    wcalls = sum(w["write_calls"] for w in ww)
+    rpw = s.calls / max(wcalls, 1)
+    interval = min(w["mean_write_interval_s"] for w in ww)
+    base = {"queryid": s.queryid, "userid": s.userid, "calls": s.calls, "mean_ms": round(s.mean_ms, 3),
+            "reads_per_write": round(rpw, 2), "write_calls": wcalls,
+            "rows_written": sum(w["rows_written"] for w in ww),
+            "mean_write_interval_s": round(interval, 1) if math.isfinite(interval) else None}
+    if (s.aggregate and s.calls >= settings.matview_min_calls and s.mean_ms >= settings.matview_min_mean_time_ms
+            and rpw >= settings.matview_min_reads_per_write):
+        try:
+            with db.subtransaction():
+                item = _matview(db, planner, s, settings, window, interval, base)
+        except SkipStatement as exc:
+            item = _not_advised(s, KIND_MV, base, f"{exc.code}: {exc.reason}")
+        except DbError as exc:
+            if exc.sqlstate == QUERY_CANCELED:
+                raise
+            item = _not_advised(s, KIND_MV, base, f"cannot plan it: {str(exc).splitlines()[0]}")
+        if item:
+            out.append(item)
+    rpc = s.rows / max(s.calls, 1)
+    if s.calls >= settings.cache_min_calls and rpc <= settings.cache_max_rows_per_call \
+            and rpw >= settings.cache_min_reads_per_write:
+        out.append(_cache(db, s, settings, window, interval, base, rpc))
     return out
 
 
@@ -417,7 +439,10 @@ def _matview(db: Db, planner: _Planner, s: partition.Stmt, settings: Settings, w
                  f"{refresh_ms:,.1f} ms: {benefit:,.0f} ms saved per refresh interval.{why_filters}")
     return {"kind": KIND_MV, "schema_name": t[0], "table_name": t[1], "advised": True, "ddl": ddl,
             "rollback_ddl": rollback, "rewritten_query": rw["rewritten"], "schedule": cron,
-            "estimate": est, "rationale": rationale, "statements": [s.brief()]}
+            "estimate": est, "rationale": rationale, "statements": [s.brief()],
+            # the parts of the DDL (the sidecar checks the DDL is exactly these, put together)
+            "view_name": mv_name, "view_sql": rw["view_sql"], "unique_columns": rw["unique_columns"],
+            "refresh_job": job, "max_staleness_s": settings.matview_max_staleness_s}
 
 
 def _cache(db: Db, s: partition.Stmt, settings: Settings, window: float, interval: float, base: dict,
@@ -449,14 +474,3 @@ def _cache(db: Db, s: partition.Stmt, settings: Settings, window: float, interva
     return {"kind": KIND_CACHE, "schema_name": t[0], "table_name": t[1], "advised": True, "ddl": None,
             "rollback_ddl": None, "rewritten_query": None, "schedule": f"TTL {int(ttl)} s", "estimate": est,
             "rationale": rationale, "statements": [s.brief(cache_key=params)]}
-
-
-def advise_materialized_views_sql(plpy) -> list[dict]:
-    """arch._advise_materialized_views(): one row per advice."""
-    from ..entry import call
-
-    rows = call(plpy, advise)
-    for r in rows:
-        for k in ("estimate", "statements"):
-            r[k] = json.dumps(r[k], default=str)
-    return rows

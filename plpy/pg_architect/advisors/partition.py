@@ -463,8 +463,11 @@ def load_settings(db: Db) -> Settings:
 
 
 # --------------------------------------------------------------------------- the advice
-def advise(db: Db, settings: Settings | None = None, workload: tuple[list[Stmt], float] | None = None) -> list[dict]:
-    """One dict per table to partition (see :func:`advise_partitioning_sql` for the columns)."""
+def advise(db: Db, settings: Settings | None = None, workload: tuple[list[Stmt], float] | None = None,
+           on_error=None) -> list[dict]:
+    """One dict per table to partition (``entry.advise_partitioning`` gives them to SQL).
+    With ``on_error(what, exc)`` (the audit), each table is read in its own subtransaction and a
+    failure on one table is reported to it instead of raised (a cancel is always raised)."""
     settings = settings or load_settings(db)
     tables = _big_tables(db, float(settings.partition_min_table_mb) * 1024 * 1024)
     if not tables:
@@ -473,32 +476,50 @@ def advise(db: Db, settings: Settings | None = None, workload: tuple[list[Stmt],
     stmts, window = workload or read_workload(db, read=lambda r: any(n in (r["query"] or "").lower() for n in names))
     out = []
     for t in tables:
-        key = (t["schema"], t["name"])
-        touching = [s for s in stmts if key in s.tables]
-        # INSERT / COPY are routed to one partition, neither helped nor hurt: not in the share.
-        total = sum(s.total_ms for s in touching if s.kind not in ("insert", "copy"))
-        if not touching or total <= 0:
-            continue
-        cols = table_columns(db, *key)
-        best = None
-        for col, typ in cols.items():
-            if typ not in TIME_TYPES and typ not in INT_TYPES:
+        if on_error is None:
+            advice = _table(db, settings, t, stmts, window)
+        else:
+            try:
+                with db.subtransaction():
+                    advice = _table(db, settings, t, stmts, window)
+            except DbError as exc:
+                if exc.sqlstate == QUERY_CANCELED:
+                    raise
+                on_error(f"partitioning advice for {t['schema']}.{t['name']}", exc)
                 continue
-            using = [s for s in touching if any(p.table == key and p.column == col for p in s.preds)]
-            ranged = [s for s in using if any(p.table == key and p.column == col and p.op == "range" for p in s.preds)]
-            if not ranged:
+            except Exception as exc:  # a bug on one table's data: reported, the others go on
+                on_error(f"partitioning advice for {t['schema']}.{t['name']}", exc)
                 continue
-            if typ in INT_TYPES and abs(_column_stats(db, *key, col).get("correlation") or 0) < MIN_ID_CORRELATION:
-                continue
-            share = sum(s.total_ms for s in using) / total
-            if best is None or share > best[2]:
-                best = (col, typ, share, using)
-        if best is None or best[2] < float(settings.partition_min_time_share):
-            continue
-        advice = _advice(db, t, key, best, touching, total, window)
         if advice:
             out.append(advice)
     return out
+
+
+def _table(db: Db, settings: Settings, t: dict, stmts: list[Stmt], window: float) -> dict | None:
+    """The advice for one table, or None."""
+    key = (t["schema"], t["name"])
+    touching = [s for s in stmts if key in s.tables]
+    # INSERT / COPY are routed to one partition, neither helped nor hurt: not in the share.
+    total = sum(s.total_ms for s in touching if s.kind not in ("insert", "copy"))
+    if not touching or total <= 0:
+        return None
+    cols = table_columns(db, *key)
+    best = None
+    for col, typ in cols.items():
+        if typ not in TIME_TYPES and typ not in INT_TYPES:
+            continue
+        using = [s for s in touching if any(p.table == key and p.column == col for p in s.preds)]
+        ranged = [s for s in using if any(p.table == key and p.column == col and p.op == "range" for p in s.preds)]
+        if not ranged:
+            continue
+        if typ in INT_TYPES and abs(_column_stats(db, *key, col).get("correlation") or 0) < MIN_ID_CORRELATION:
+            continue
+        share = sum(s.total_ms for s in using) / total
+        if best is None or share > best[2]:
+            best = (col, typ, share, using)
+    if best is None or best[2] < float(settings.partition_min_time_share):
+        return None
+    return _advice(db, t, key, best, touching, total, window)
 
 
 def _advice(db: Db, t: dict, key, best, touching: list[Stmt], total: float, window: float) -> dict | None:
@@ -553,7 +574,9 @@ def _advice(db: Db, t: dict, key, best, touching: list[Stmt], total: float, wind
     return {"kind": KIND, "schema_name": t["schema"], "table_name": t["name"], "column_name": col,
             "ddl": plan["migration"], "rollback_ddl": plan["rollback"], "steps": plan["steps"],
             "estimate": estimate, "rationale": rationale, "runbook": plan["runbook"],
-            "constraint_changes": checks, "statements": served, "not_pruned": not_pruned}
+            "constraint_changes": checks, "statements": served, "not_pruned": not_pruned,
+            # what migration_plan() was given (the sidecar rebuilds the plan from it and the catalog)
+            "bounds": {"type": typ, "step": step, "lo": lo, "hi": hi}}
 
 
 def _mb(b: float) -> str:
@@ -722,6 +745,13 @@ def migration_plan(db: Db, t: dict, col: str, typ: str, step_sql: str, step: flo
     swap += _grants(db, t["oid"], old)
     swap.append("COMMIT;")
     back.append("COMMIT;")
+    if partman:  # pg_partman's configuration and template table of the partitioned table go with it
+        back.append(f"DO $rollback$ DECLARE t text; BEGIN"
+                    f" SELECT template_table INTO t FROM {partman[0]}.part_config"
+                    f" WHERE parent_table = '{s}.{new_name}';"
+                    f" DELETE FROM {partman[0]}.part_config WHERE parent_table = '{s}.{new_name}';"
+                    f" IF t IS NOT NULL THEN EXECUTE format('DROP TABLE IF EXISTS %s', t); END IF;"
+                    f" END $rollback$;")
     back.append(f"DROP TABLE {new};")
     size = float(t["bytes"])
     n_data = hot_i + 1
@@ -764,17 +794,3 @@ def migration_plan(db: Db, t: dict, col: str, typ: str, step_sql: str, step: flo
         + ([""] + [f"- must change: {c}" for c in checks] if checks else []))
     return {"migration": migration, "rollback": rollback, "steps": steps, "checks": checks,
             "partitions": len(ranges) + 1, "copy_s": copy_s, "swap_lock_s": hot_s, "runbook": runbook}
-
-
-# --------------------------------------------------------------------------- entry
-def advise_partitioning_sql(plpy) -> list[dict]:
-    """arch._advise_partitioning(): one row per advice."""
-    import json
-
-    from ..entry import call
-
-    rows = call(plpy, advise)
-    for r in rows:
-        for k in ("steps", "estimate", "statements", "not_pruned"):
-            r[k] = json.dumps(r[k], default=str)
-    return rows

@@ -57,7 +57,9 @@ NO_TRANSACTION_NOTE = {
                     "own, in order (never add other statements to these files).",
     "flyway": "the .sql.conf file next to this one sets executeInTransaction=false.",
 }
-FORMAT_NAMES = {"sql": "plain SQL", "prisma": "Prisma Migrate", "flyway": "Flyway"}
+FORMAT_NAMES = kinds.FORMAT_NAMES
+# Kinds whose advice is structured (arch.recommendation.details): partitioning, materialized view, cache.
+ADVICE_KINDS = ("partition", "materialized_view", "cache")
 
 
 def branch_name(rec_id: int) -> str:
@@ -453,7 +455,7 @@ def load_recommendation(db: Db, rec_id: int) -> dict | None:
         " r.rationale, r.query, r.queryid, r.calls, r.total_time_ms, r.time_share, r.cost_before, r.cost_after,"
         " r.est_gain_pct, r.est_size_bytes, r.benefit_ms, r.confidence, r.confidence_factors, r.plan_changes,"
         " r.decided_by::text AS decided_by, r.decided_at, r.decision_note, r.last_audit_run_id,"
-        " to_jsonb(r) ->> 'approved_hash' AS approved_hash,"
+        " to_jsonb(r) ->> 'approved_hash' AS approved_hash, r.details, r.details::text AS details_text,"
         " to_jsonb(r) -> 'similar_to' AS similar_to,"
         " x.explanation, a.window_start, a.window_end,"
         " (SELECT count(DISTINCT (s.dbid, s.userid, s.queryid)) FROM arch.recommendation_statement s"
@@ -767,6 +769,9 @@ def _record(db: Db, rec_id: int, pr) -> dict:
 def approval_hash(rec: dict) -> str:
     """sha256 of what a human approved, as arch.approval_hash() computes it in the database."""
     parts = [rec.get("kind"), rec.get("schema_name"), rec.get("table_name"), rec.get("ddl"), rec.get("rollback_ddl")]
+    details = rec.get("details_text")  # the jsonb's text, read with the row: {} is the five-part hash
+    if details not in (None, "{}"):
+        parts.append(details)
     return hashlib.sha256("\x1f".join(p or "" for p in parts).encode("utf-8")).hexdigest()
 
 
@@ -780,7 +785,7 @@ def check_approved(rec: dict) -> None:
         raise TaskError(f"recommendation {rec['id']} is approved but carries no approval hash: "
                         "refusing to open a pull request for DDL nobody approved", refused=True)
     if approval_hash(rec) != recorded:
-        raise TaskError(f"recommendation {rec['id']}: its DDL, rollback, table or kind changed after approval "
+        raise TaskError(f"recommendation {rec['id']}: its DDL, rollback, details, table or kind changed after approval "
                         "(the approval hash does not match): refusing to open a pull request; "
                         "reject it and approve a new one", refused=True)
 
@@ -797,9 +802,10 @@ def open_pull_request(db: Db, github: Callable[[], GitHub], rec_id: int, setting
         return {"skipped": f"recommendation {rec_id} is {rec['status']}: no pull request"}
     if rec["status"] in ("pr_open", "merged", "closed") and row and row["pr_number"]:
         return {"pr_number": row["pr_number"], "url": row["url"], "state": row["state"], "already": True}
-    if rec["kind"] not in ("index", "drop_index", "statistics", "rewrite"):
-        raise TaskError(f"recommendation {rec_id} is a {rec['kind']}: only index, drop_index, statistics and "
-                        "rewrite recommendations become pull requests", refused=True)
+    if rec["kind"] not in ("index", "drop_index", "statistics", "rewrite") + ADVICE_KINDS:
+        raise TaskError(f"recommendation {rec_id} is a {rec['kind']}: only index, drop_index, statistics, "
+                        "rewrite, partition, materialized_view and cache recommendations become pull requests",
+                        refused=True)
     check_approved(rec)
     if not settings.get("github_repo"):
         raise TaskError("no repository to open pull requests in: UPDATE arch.settings SET github_repo = 'owner/name'")
@@ -808,6 +814,12 @@ def open_pull_request(db: Db, github: Callable[[], GitHub], rec_id: int, setting
         validated = kinds.validate_statistics(db, rec)
     elif rec["kind"] == "rewrite":
         validated = kinds.validate_rewrite(rec)
+    elif rec["kind"] == "partition":
+        validated = kinds.validate_partition(db, rec)
+    elif rec["kind"] == "materialized_view":
+        validated = kinds.validate_matview(db, rec)
+    elif rec["kind"] == "cache":
+        validated = kinds.validate_cache(rec)
     elif rec["kind"] == "drop_index":
         validated = validate_drop(db, rec)
         validate_drop_rollback(rec)
@@ -823,6 +835,14 @@ def open_pull_request(db: Db, github: Callable[[], GitHub], rec_id: int, setting
                 files = kinds.render_statistics(rec, settings["migration_format"], settings["migrations_dir"], stamp)
             elif rec["kind"] == "rewrite":
                 files = kinds.render_rewrite(rec, settings.get("rewrite_docs_dir") or "docs/pg_architect", stamp)
+            elif rec["kind"] == "partition":
+                files = kinds.render_partition(rec, settings["migration_format"], settings["migrations_dir"],
+                                               settings.get("rewrite_docs_dir") or "docs/pg_architect", stamp,
+                                               validated)
+            elif rec["kind"] == "materialized_view":
+                files = kinds.render_matview(rec, settings["migration_format"], settings["migrations_dir"], stamp)
+            elif rec["kind"] == "cache":
+                files = kinds.render_cache(rec, settings.get("rewrite_docs_dir") or "docs/pg_architect", stamp)
             else:
                 files = render_files(rec, settings["migration_format"], settings["migrations_dir"], stamp)
             db.execute("INSERT INTO arch.pull_request (recommendation_id, repo, base_branch, branch, migration_format,"
@@ -839,6 +859,12 @@ def open_pull_request(db: Db, github: Callable[[], GitHub], rec_id: int, setting
         kinds.check_statistics_files(files, validated)
     elif rec["kind"] == "rewrite":
         kinds.check_rewrite_files(files, validated)
+    elif rec["kind"] == "partition":
+        kinds.check_partition_files(files, validated)
+    elif rec["kind"] == "materialized_view":
+        kinds.check_matview_files(files, validated)
+    elif rec["kind"] == "cache":
+        kinds.check_cache_files(files, validated)
     else:
         check_files(files, validated)
     if rec["kind"] == "index":
@@ -847,6 +873,9 @@ def open_pull_request(db: Db, github: Callable[[], GitHub], rec_id: int, setting
     elif rec["kind"] == "drop_index":
         title = render_drop_title(rec)
         body = render_drop_body(rec, files, row["migration_format"], _policy_note(rec, settings))
+    elif rec["kind"] in ADVICE_KINDS:
+        title = kinds.render_advice_title(rec)
+        body = kinds.render_advice_body(db, rec, files, row["migration_format"], _policy_note(rec, settings))
     else:
         title = kinds.render_title(rec)
         body = kinds.render_body(rec, files, _policy_note(rec, settings))
