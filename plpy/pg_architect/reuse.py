@@ -4,7 +4,8 @@ analysed it is not planned again; that analysis is reused.
 The *inputs* of one statement's analysis, hashed (:meth:`Reuse.inputs`):
 
 * the statement: its text, the role that ran it (name, superuser, inherit, bypassrls) and that
-  role's search_path; every role membership of the cluster (``pg_auth_members``);
+  role's search_path; the auditor (its name, superuser, member of that role: whether it may plan
+  as it); every role membership of the cluster (``pg_auth_members``);
 * every table it names (resolved with that search_path): oid and relfilenode (a rewrite or
   TRUNCATE), its privileges (``relacl``, column ``attacl``), row security and its policies, its
   columns (name, type, NOT NULL, statistics target), its indexes (definition, valid), extended
@@ -112,8 +113,11 @@ class Reuse:
         """The role's name and attributes (a dropped role, or one made superuser, is planned again
         and skipped as the rules say, never reused)."""
         if userid not in self.roles:
-            r = self.db.one("SELECT concat_ws(':', rolname, rolsuper, rolinherit, rolbypassrls) AS r"
-                            " FROM pg_catalog.pg_roles WHERE oid = $1::bigint::oid", [userid])
+            # the auditor too: whether it may plan as that role (security.PlanAs) is part of the inputs
+            r = self.db.one("SELECT concat_ws(':', r.rolname, r.rolsuper, r.rolinherit, r.rolbypassrls, current_user,"
+                            " (SELECT a.rolsuper FROM pg_catalog.pg_roles a WHERE a.rolname = current_user),"
+                            " pg_catalog.pg_has_role(current_user, r.oid, 'MEMBER')) AS r"
+                            " FROM pg_catalog.pg_roles r WHERE r.oid = $1::bigint::oid", [userid])
             self.roles[userid] = None if r is None else str(r["r"])
         return self.roles[userid]
 
