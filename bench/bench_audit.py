@@ -2,15 +2,22 @@
 """Audit wall time and peak backend memory for N distinct slow statements.
 
     python bench/bench_audit.py --dsn "host=/tmp/pg port=5432 dbname=app" --statements 100 1000
+    python bench/bench_audit.py --dsn ... --workload inlist --tables 10 --statements 1000 5000 \
+        --embedding both --index-set both --call batched
 
-For each N:
+For each N (and each --embedding x --index-set combination, the workload run afresh each time):
   1. builds (or reuses) schema ``bench_gen``: --tables tables x 8 columns x --rows rows, primary
      keys only;
   2. lowers the audit thresholds in ``arch.settings`` so that every statement qualifies (the
      previous values are restored at the end, also on errors and Ctrl-C);
-  3. resets ``pg_stat_statements`` and executes N *distinct* statement shapes (table, columns,
-     operators, select list, ORDER BY / LIMIT vary) --calls times each;
-  4. runs ``SELECT arch.run_audit()`` on a fresh connection, timing it and reading the peak
+  3. resets ``pg_stat_statements`` and executes N *distinct* statements --calls times each:
+     ``--workload shapes`` (default): N distinct shapes (table, columns, operators, select list,
+     ORDER BY / LIMIT vary); ``--workload inlist`` (issue 10's scale workload): 70 % are IN lists
+     of many lengths (2 to 36 values) over a few shapes per table (pg_stat_statements gives every
+     length its own query id), 30 % distinct shapes;
+  4. runs ``SELECT arch.run_audit()`` (or, ``--call batched``, ``CALL arch.run_audit_batched()``)
+     on a fresh connection with ``embedding_model`` = hashing or the real model (``--embedding``)
+     and ``audit_index_set`` off or on (``--index-set``), timing it and reading the peak
      resident set size of that backend (``VmHWM`` in ``/proc/<pid>/status``: the bench must run
      on the database host as root or as the server's OS user; otherwise memory shows ``n/a``).
 
@@ -147,16 +154,33 @@ class AuditResult:
     rss_anon_after_kb: int | None
 
 
-def timed_audit(dsn: str, timeout_ms: int = 0) -> AuditResult:
-    """Run arch.run_audit() on a fresh backend; time it and read that backend's peak RSS."""
+def timed_audit(dsn: str, timeout_ms: int = 0, batched: bool = False) -> AuditResult:
+    """Run arch.run_audit() (or CALL arch.run_audit_batched()) on a fresh backend; time it and
+    read that backend's peak RSS."""
     with connect(dsn) as conn:
         conn.execute(psycopg.sql.SQL("SET statement_timeout = {}").format(psycopg.sql.Literal(timeout_ms)))
         pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
         before = read_proc_status(pid)
         t0 = time.perf_counter()
-        summary = conn.execute("SELECT arch.run_audit()").fetchone()[0]
+        if batched:
+            conn.execute("CALL arch.run_audit_batched()")
+            summary = conn.execute(
+                "SELECT jsonb_build_object('run_id', id, 'statements_selected', statements_selected,"
+                " 'statements_analyzed', statements_analyzed, 'skipped', statements_skipped,"
+                " 'statements_grouped', statements_grouped, 'batches', batches,"
+                " 'recommendations_new', recommendations_new, 'recommendations_updated', recommendations_updated)"
+                " FROM arch.audit_run ORDER BY id DESC LIMIT 1").fetchone()[0]
+        else:
+            summary = conn.execute("SELECT arch.run_audit()").fetchone()[0]
         wall = time.perf_counter() - t0
         after = read_proc_status(pid)
+        if isinstance(summary, str):
+            summary = json.loads(summary)
+        run = conn.execute("SELECT timings, statements_reused FROM arch.audit_run WHERE id = %s",
+                           (summary.get("run_id"),)).fetchone()
+        if run:
+            summary["timings"] = run[0]
+            summary["statements_reused"] = run[1]
     if isinstance(summary, str):
         summary = json.loads(summary)
     return AuditResult(
@@ -339,6 +363,35 @@ def generate_statements(n: int, tables: int, rows: int, seed: int = 7) -> list[G
     return out
 
 
+#: IN-list lengths of the inlist workload: every length is its own pg_stat_statements entry.
+IN_LENGTHS = tuple(range(2, 37))
+IN_COLUMNS = ("c1", "c3")
+
+
+def generate_inlist(n: int, tables: int, rows: int, seed: int = 7) -> list[GenStatement]:
+    """Issue 10's scale workload: 70 % IN lists of many lengths (shape x column x length, each
+    length a distinct statement for pg_stat_statements), 30 % distinct shapes."""
+    n_in = int(n * 0.7)
+    n_shapes = max(1, -(-n_in // len(IN_LENGTHS)))
+    bases = generate_statements(n_shapes + (n - n_in), tables, rows, seed)
+    out: list[GenStatement] = []
+    for b, base in enumerate(bases[:n_shapes]):
+        col = IN_COLUMNS[b % len(IN_COLUMNS)]
+        for length in IN_LENGTHS:
+            if len(out) >= n_in:
+                break
+
+            def build(r: random.Random, base=base, col=col, length=length) -> str:
+                sql = base.build(r)
+                hi = rows if col == "c1" else 999999
+                values = ", ".join(str(r.randint(1, hi)) for _ in range(length))
+                return sql.replace(" WHERE ", f" WHERE {col} IN ({values}) AND ", 1)
+
+            out.append(GenStatement(key=("in", base.key, col, length), build=build))
+    out.extend(bases[n_shapes:n_shapes + (n - len(out))])
+    return out
+
+
 def run_statements(conn, stmts: list[GenStatement], calls: int, seed: int = 11, progress=None) -> float:
     rng = random.Random(seed)
     t0 = time.perf_counter()
@@ -370,6 +423,17 @@ def main(argv=None) -> int:
     ap.add_argument("--audit-timeout-ms", type=int, default=0,
                     help="statement_timeout for the audit call (default 0: none)")
     ap.add_argument("--keep", action="store_true", help=f"keep schema {SCHEMA}")
+    ap.add_argument("--workload", choices=("shapes", "inlist"), default="shapes",
+                    help="shapes: N distinct shapes; inlist: issue 10's IN lists of many lengths (default shapes)")
+    ap.add_argument("--embedding", choices=("model", "hashing", "both"), default="model",
+                    help="embedding_model during the audit: the real all-MiniLM-L6-v2, hashing, or both")
+    ap.add_argument("--index-set", choices=("off", "on", "both"), default="off",
+                    help="arch.settings.audit_index_set during the audit (default off)")
+    ap.add_argument("--call", choices=("select", "batched"), default="select",
+                    help="SELECT arch.run_audit() or CALL arch.run_audit_batched() (default select)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="after each audit, run the workload again and audit again with reuse_analyses on "
+                         "(nothing changed: the statements reuse the first audit's analyses)")
     ap.add_argument("--json", action="store_true", help="also print the results as JSON")
     args = ap.parse_args(argv)
 
@@ -378,6 +442,10 @@ def main(argv=None) -> int:
     except ImportError:  # pragma: no cover
         tqdm = None
 
+    embeddings = {"model": ["all-MiniLM-L6-v2"], "hashing": ["hashing"],
+                  "both": ["hashing", "all-MiniLM-L6-v2"]}[args.embedding]
+    index_sets = {"off": [False], "on": [True], "both": [False, True]}[args.index_set]
+    gen = generate_inlist if args.workload == "inlist" else generate_statements
     results = []
     try:
         with connect(args.dsn) as conn:
@@ -389,40 +457,60 @@ def main(argv=None) -> int:
                     f"and the audit will see fewer than asked (set pg_stat_statements.max >= {need})")
             ensure_schema(conn, args.tables, args.rows, log)
             for n in args.statements:
-                stmts = generate_statements(n, args.tables, args.rows)
-                with AuditSettings(conn, **BENCH_SETTINGS, max_statements=n + 100):
-                    reset_pgss(conn)
-                    bar = tqdm(total=n * args.calls, desc=f"{n} statements", unit="stmt",
-                               file=sys.stderr, leave=False,
-                               disable=not sys.stderr.isatty()) if tqdm else None
-                    run_s = run_statements(
-                        conn, stmts, args.calls,
-                        progress=(lambda d, t, bar=bar: bar.update(d - bar.n)) if bar else None)
-                    if bar:
-                        bar.close()
-                    in_pgss = conn.execute(
-                        "SELECT count(*) FROM pg_stat_statements WHERE query LIKE %s",
-                        (f"%{SCHEMA}.t\\_%",),
-                    ).fetchone()[0]
-                    log(f"{n} statements x {args.calls} executed in {run_s:.1f}s; "
-                        f"{in_pgss} entries in pg_stat_statements; running arch.run_audit() ...")
-                    res = timed_audit(args.dsn, args.audit_timeout_ms)
-                s = res.summary
-                analysed = s.get("statements_analyzed")
-                results.append({
-                    "statements": n,
-                    "in_pg_stat_statements": in_pgss,
-                    "selected": s.get("statements_selected"),
-                    "analysed": analysed,
-                    "recommendations": (s.get("recommendations_new") or 0)
-                    + (s.get("recommendations_updated") or 0),
-                    "skipped": s.get("skipped"),
-                    "wall_s": round(res.wall_s, 2),
-                    "peak_rss_mb": round(res.peak_rss_kb / 1024, 1) if res.peak_rss_kb else None,
-                    "baseline_rss_mb": round(res.baseline_rss_kb / 1024, 1) if res.baseline_rss_kb else None,
-                    "statements_per_s": round((analysed or 0) / res.wall_s, 1) if res.wall_s else None,
-                    "summary": s,
-                })
+                stmts = gen(n, args.tables, args.rows)
+                runs = [(model, iset, again) for model in embeddings for iset in index_sets
+                        for again in ((False, True) if args.reuse else (False,))]
+                for model, iset, again in runs:
+                    # a first audit: no earlier analysis to reuse (arch.statement_analysis emptied); with
+                    # --reuse, a second audit of the same workload that reuses the first one's
+                    with AuditSettings(conn, **BENCH_SETTINGS, max_statements=n + 100, embedding_model=model,
+                                       audit_index_set=iset, reuse_analyses=True):
+                        if not again:
+                            conn.execute("DELETE FROM arch.statement_analysis")
+                        reset_pgss(conn)
+                        bar = tqdm(total=n * args.calls, desc=f"{n} statements", unit="stmt",
+                                   file=sys.stderr, leave=False,
+                                   disable=not sys.stderr.isatty()) if tqdm else None
+                        run_s = run_statements(
+                            conn, stmts, args.calls,
+                            progress=(lambda d, t, bar=bar: bar.update(d - bar.n)) if bar else None)
+                        if bar:
+                            bar.close()
+                        in_pgss = conn.execute(
+                            "SELECT count(*) FROM pg_stat_statements WHERE query LIKE %s",
+                            (f"%{SCHEMA}.t\\_%",),
+                        ).fetchone()[0]
+                        on_off = "on" if iset else "off"
+                        log(f"{n} statements x {args.calls} executed in {run_s:.1f}s; {in_pgss} entries in "
+                            f"pg_stat_statements; audit ({args.call}, {model}, index set {on_off})")
+                        res = timed_audit(args.dsn, args.audit_timeout_ms, batched=args.call == "batched")
+                    s = res.summary
+                    analysed = s.get("statements_analyzed")
+                    tm = s.get("timings") or {}
+                    results.append({
+                        "statements": n,
+                        "embedding": "hashing" if model == "hashing" else "model",
+                        "index_set": "on" if iset else "off",
+                        "audit": "second (reuse)" if again else "first",
+                        "reused": s.get("statements_reused"),
+                        "in_pg_stat_statements": in_pgss,
+                        "selected": s.get("statements_selected"),
+                        "analysed": analysed,
+                        "grouped": s.get("statements_grouped"),
+                        "recommendations": (s.get("recommendations_new") or 0)
+                        + (s.get("recommendations_updated") or 0),
+                        "skipped": s.get("skipped"),
+                        "batches": s.get("batches"),
+                        "wall_s": round(res.wall_s, 2),
+                        "analyze_s": round(tm.get("analyze_ms", 0) / 1000, 1),
+                        "index_set_s": round(tm.get("index_set_ms", 0) / 1000, 1),
+                        "peak_rss_mb": round(res.peak_rss_kb / 1024, 1) if res.peak_rss_kb else None,
+                        "baseline_rss_mb": round(res.baseline_rss_kb / 1024, 1) if res.baseline_rss_kb else None,
+                        "statements_per_s": round((s.get("statements_selected") or 0) / res.wall_s, 1)
+                        if res.wall_s else None,
+                        "summary": s,
+                    })
+                    log(f"  -> {results[-1]['wall_s']} s, peak {results[-1]['peak_rss_mb']} MB")
             if not args.keep:
                 conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
     except BenchError as e:
@@ -430,11 +518,13 @@ def main(argv=None) -> int:
         return 2
 
     print_table(
-        ["statements", "in pgss", "selected", "analysed", "recommendations", "skipped", "wall s",
-         "peak RSS MB", "(start MB)", "statements/s"],
-        [[r["statements"], r["in_pg_stat_statements"], r["selected"], r["analysed"],
-          r["recommendations"], _n(r["skipped"]), r["wall_s"], r["peak_rss_mb"] or "n/a",
-          r["baseline_rss_mb"] or "n/a", r["statements_per_s"]] for r in results],
+        ["statements", "embedding", "index set", "audit", "in pgss", "selected", "analysed", "grouped", "reused",
+         "recommendations", "skipped", "batches", "wall s", "analyse s", "set s", "peak RSS MB", "(start MB)",
+         "statements/s"],
+        [[r["statements"], r["embedding"], r["index_set"], r["audit"], r["in_pg_stat_statements"], r["selected"],
+          r["analysed"], r["grouped"], r["reused"], r["recommendations"], _n(r["skipped"]), r["batches"], r["wall_s"],
+          r["analyze_s"], r["index_set_s"], r["peak_rss_mb"] or "n/a", r["baseline_rss_mb"] or "n/a",
+          r["statements_per_s"]] for r in results],
     )
     if any(r["peak_rss_mb"] is None for r in results):
         print("(peak RSS n/a: /proc/<backend pid>/status is not readable -- run on the database "

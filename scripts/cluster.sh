@@ -63,6 +63,8 @@ shared_preload_libraries = 'pg_stat_statements,pg_cron'
 cron.database_name = '$DB'
 cron.host = '$RUN'
 pg_stat_statements.track = top
+# the audit scale bench runs 5,000 distinct statements (bench/bench_audit.py --workload inlist)
+pg_stat_statements.max = 10000
 track_io_timing = on
 shared_buffers = 256MB
 work_mem = 16MB

@@ -62,10 +62,10 @@ COMMENT ON FUNCTION arch._cron_unschedule(text, text, text) IS
 CREATE OR REPLACE FUNCTION arch.schedule(cron text DEFAULT '0 2 * * 0') RETURNS bigint
 LANGUAGE sql VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
-RETURN arch._cron_schedule('arch.schedule', 'pg_architect_audit', cron, 'SELECT arch.run_audit()', '0 2 * * 0',
+RETURN arch._cron_schedule('arch.schedule', 'pg_architect_audit', cron, 'CALL arch.run_audit_batched()', '0 2 * * 0',
                            'The weekly audit');
 COMMENT ON FUNCTION arch.schedule(text) IS
-'Registers (or re-registers) the pg_cron job pg_architect_audit that runs SELECT arch.run_audit() on the given cron schedule (default Sundays 02:00); returns the job id.';
+'Registers (or re-registers) the pg_cron job pg_architect_audit that runs CALL arch.run_audit_batched() (an audit that commits between batches of statements) on the given cron schedule (default Sundays 02:00); returns the job id.';
 
 CREATE OR REPLACE FUNCTION arch.unschedule() RETURNS boolean
 LANGUAGE sql VOLATILE PARALLEL UNSAFE

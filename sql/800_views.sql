@@ -49,11 +49,12 @@ SELECT a.id, a.status, a.started_at, a.finished_at,
        a.window_start, a.window_end, a.stats_reset_detected,
        a.statements_seen, a.statements_selected, a.statements_analyzed,
        a.statements_skipped AS skipped, a.candidates_tested,
-       a.recommendations_new, a.recommendations_updated, a.run_by, a.host, a.error, a.notes
+       a.recommendations_new, a.recommendations_updated, a.run_by, a.host, a.error, a.notes,
+       a.statements_grouped AS grouped, a.statements_reused AS reused, a.statements_done, a.batches
 FROM arch.audit_run a
 ORDER BY a.id DESC;
 COMMENT ON VIEW arch.audit_runs IS
-'One row per audit: its workload window, how many statements it selected, analysed and skipped, what it recommended, and notes on objects a step could not handle (permission denied, lock timeout ...).';
+'One row per audit: its workload window, how many statements it selected, analysed, skipped, grouped with a representative and reused from an earlier audit, what it recommended, and notes on objects a step could not handle (permission denied, lock timeout ...); while CALL arch.run_audit_batched() runs, statements_done and batches show its committed progress.';
 
 CREATE VIEW arch.skipped_statements WITH (security_barrier) AS
 SELECT s.audit_run_id, s.queryid, s.skip_code AS code, arch.visible_text(s.userid, s.skip_reason) AS reason,

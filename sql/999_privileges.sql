@@ -20,6 +20,7 @@ COMMENT ON TABLE arch.audit_run IS 'One row per audit run: window, counts, timin
 COMMENT ON TABLE arch.audit_statement IS 'Each statement an audit selected: analysed (with its cost) or skipped (with the reason).';
 COMMENT ON TABLE arch.recommendation IS 'Proven recommendations: exact DDL, costs before/after, estimated gain, confidence, status.';
 COMMENT ON TABLE arch.recommendation_statement IS 'Which statements each recommendation speeds up, per audit.';
+COMMENT ON TABLE arch.statement_analysis IS 'The last analysis of each statement with the hash of its inputs: an audit reuses it while text, tables and statistics are unchanged.';
 
 REVOKE ALL ON ALL TABLES IN SCHEMA arch FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA arch FROM PUBLIC;
@@ -34,11 +35,16 @@ GRANT EXECUTE ON FUNCTION arch.version() TO PUBLIC;
 GRANT arch_reader TO arch_admin;
 GRANT SELECT, UPDATE ON arch.settings TO arch_admin;
 GRANT SELECT, INSERT, UPDATE, DELETE ON arch.statement, arch.snapshot, arch.snapshot_statement,
-      arch.audit_run, arch.audit_statement, arch.recommendation, arch.recommendation_statement TO arch_admin;
+      arch.audit_run, arch.audit_statement, arch.recommendation, arch.recommendation_statement,
+      arch.statement_analysis TO arch_admin;
 -- The prologue must read where the package lives (reading it is harmless; writing it is not).
 GRANT SELECT ON arch.python_env TO arch_admin;
 GRANT EXECUTE ON FUNCTION arch._boot(), arch.run_audit(), arch.analyze_query(text), arch._analyze_query(text, text),
       arch.schedule(text), arch.unschedule() TO arch_admin;
+-- The batched audit is SECURITY INVOKER like arch.run_audit() (a procedure that COMMITs cannot be
+-- SECURITY DEFINER): its caller needs arch_admin's rights on the arch tables.
+REVOKE ALL ON PROCEDURE arch.run_audit_batched(integer) FROM PUBLIC;
+GRANT EXECUTE ON PROCEDURE arch.run_audit_batched(integer) TO arch_admin;
 -- arch.schedule() / arch.schedule_sampling() and their unschedule twins run as the caller, through these.
 GRANT EXECUTE ON FUNCTION arch._cron_schedule(text, text, text, text, text, text),
       arch._cron_unschedule(text, text, text) TO arch_admin;

@@ -69,6 +69,8 @@ def apply_by_hand(db, name, index_name, *, blocked=False, calls=20):
 
 def test_every_recommendation_is_remembered_with_its_embedding(low_thresholds):
     db = low_thresholds
+    # the same statements again are reviewed again (not reused: tests/test_audit_scale.py)
+    db.sql("UPDATE arch.settings SET reuse_analyses = false")
     with table(db, "k_mem"):
         by_cat(db, "k_mem", 5)
         db.run("SELECT id FROM k_mem WHERE grp = %s AND cat = %s", [(1, 2), (2, 3)])
@@ -149,6 +151,8 @@ def test_lookup_uses_the_hnsw_index(low_thresholds):
 
 def test_rejected_recommendation_is_not_proposed_again_until_cost_grows(low_thresholds):
     db = low_thresholds
+    # the same statements again are reviewed again (not reused: tests/test_audit_scale.py)
+    db.sql("UPDATE arch.settings SET reuse_analyses = false")
     with table(db, "k_rej"):
         by_cat(db, "k_rej", 5)
         db.audit()

@@ -14,7 +14,7 @@ def test_schedule_and_unschedule(db):
     try:
         jobid = db.value("SELECT arch.schedule()")
         assert jobs(db) == [{"jobname": "pg_architect_audit", "schedule": "0 2 * * 0",
-                             "command": "SELECT arch.run_audit()", "database": "pga_test"}]
+                             "command": "CALL arch.run_audit_batched()", "database": "pga_test"}]
         assert db.value("SELECT arch.schedule()") == jobid  # idempotent
         db.value("SELECT arch.schedule('30 3 * * 1')")
         assert [j["schedule"] for j in jobs(db)] == ["30 3 * * 1"]

@@ -148,6 +148,8 @@ def test_explain_requests_are_queued_once_when_an_llm_is_configured(low_threshol
 
 def test_better_recommendation_supersedes_an_older_one(low_thresholds):
     db = low_thresholds
+    # the second audit analyses the statement again (not reused: nothing of its inputs changed)
+    db.sql("UPDATE arch.settings SET reuse_analyses = false")
     db.run(EVENTS_OF_USER, [(u, "2020-01-01") for u in (1, 2, 3)])
     db.audit()
     old = next(r for r in recommendations(db) if r["table_name"] == "behavior_log")

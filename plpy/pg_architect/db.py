@@ -82,6 +82,15 @@ class Db:
     def subtransaction(self):
         raise NotImplementedError
 
+    def commit(self) -> None:
+        """COMMIT and start a new transaction (a procedure called by CALL, outside a transaction
+        block: ``CALL arch.run_audit_batched()``)."""
+        raise NotImplementedError
+
+    def rollback(self) -> None:
+        """ROLLBACK and start a new transaction (as :meth:`commit`)."""
+        raise NotImplementedError
+
     def notice(self, message: str) -> None:
         log.info(message)
 
@@ -138,6 +147,16 @@ class PlpyDb(Db):
     def subtransaction(self):
         with self.plpy.subtransaction():
             yield
+
+    def commit(self):
+        try:
+            self.plpy.commit()
+        except self.plpy.SPIError as exc:
+            raise DbError(str(exc).strip(), getattr(exc, "sqlstate", None),
+                          getattr(exc, "detail", None)) from None
+
+    def rollback(self):
+        self.plpy.rollback()
 
     def notice(self, message):
         self.plpy.notice(message)

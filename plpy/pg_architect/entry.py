@@ -43,6 +43,12 @@ def run_audit(plpy: Any) -> str:
     return json.dumps(call(plpy, audit.run_audit))
 
 
+def run_audit_batched(plpy: Any, batch_size: int | None) -> None:
+    from . import audit
+
+    call(plpy, audit.run_audit_batched, batch_size)
+
+
 def analyze_query(plpy: Any, query: str | None, search_path: str | None) -> list[dict]:
     from . import audit
 
@@ -142,5 +148,6 @@ def compare_plans(plpy: Any, queryid: int, max_values: int) -> list[dict]:
 
 __all__ = ["Db", "advise_index_housekeeping", "advise_materialized_views", "advise_partitioning",
            "advise_statistics", "analyze_query", "call", "canonical_statement", "check_embedding_model",
-           "compare_plans", "design_indexes", "embed", "run_audit", "sample_queries", "sampled_parameters",
+           "compare_plans", "design_indexes", "embed", "run_audit", "run_audit_batched", "sample_queries",
+           "sampled_parameters",
            "similar_optimizations", "snapshot_indexes"]

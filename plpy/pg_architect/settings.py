@@ -35,6 +35,7 @@ class Settings:
     audit_index_set: bool
     index_budget_mb: float | None
     max_indexes_per_table: int
+    reuse_analyses: bool
 
 
 def load_into(db: Db, cls: type[T]) -> T:

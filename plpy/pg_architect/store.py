@@ -49,6 +49,16 @@ def merge(merged: dict[str, Merged], st: WindowStatement, proofs: list[Proof]) -
             m.best, m.stmt = p, st
 
 
+def link(merged: dict[str, Merged], members: list[WindowStatement], proofs: list[Proof]) -> None:
+    """Link the members of a group (``grouping``) to the proofs of its representative (already
+    merged): they get rows in ``arch.recommendation_statement`` with the representative's costs;
+    the benefit already counts their time (the representative was weighted with the group's)."""
+    for p in proofs:
+        m = merged.get(p.candidate.fingerprint())
+        if m is not None:
+            m.links.extend((st, p) for st in members)
+
+
 def store(db: Db, run_id: int, merged: dict[str, Merged], recall: Recall | None = None,
           notes: guard.Notes | None = None) -> tuple[int, int]:
     """Store every merged proof; (new, updated)."""

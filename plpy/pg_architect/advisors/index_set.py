@@ -51,6 +51,14 @@ index.
 
 Hypothetical indexes are created as a role that proposed them and every statement is planned
 as its own role; nothing is stored and no statement text is returned (only query ids).
+
+Scale (issue 10): the pool keeps at most :data:`MAX_POOL_PER_TABLE` candidates per table by
+benefit costed alone and as many by benefit per MB (then the merges).  A statement is re-costed
+only for the indexes it can use, i.e. whose leading key is the leading key of one of its own
+candidates (:meth:`Search.uses`): an index it cannot use leaves its plan as it is, so its cached
+cost stands (the cache key is the set of chosen indexes it can use).  A move on a table
+therefore plans only the statements that could use the candidate or the indexes it replaces
+(:meth:`Search.users`), not every statement of the table.
 """
 
 from __future__ import annotations
@@ -105,6 +113,10 @@ MIN_MOVE_SHARE = 0.001
 MOVE_MARGIN = 0.05
 # Merged candidates per table at most (pairs on the same leading column).
 MAX_MERGES_PER_TABLE = 20
+# The search's pool per table at most (scale): the candidates with the largest benefit costed
+# alone and those with the largest benefit per MB, this many of each (before merging).  The
+# greedy search costs every candidate at least once with all the statements that can use it.
+MAX_POOL_PER_TABLE = 24
 _OWN = re.compile(r"\barch\s*\.", re.I)
 
 
@@ -119,7 +131,8 @@ class Statement:
     types: list = field(default_factory=list)
     path: list = field(default_factory=list)
     tables: set = field(default_factory=set)
-    cache: dict = field(default_factory=dict)  # frozenset of definitions on its tables -> cost
+    cache: dict = field(default_factory=dict)  # frozenset of definitions it can use -> cost
+    leads: set = field(default_factory=set)  # (schema, table, leading key) of its own candidates
     # its query samples, when it has enough; with facts.custom it is costed with the custom
     # plans of its sampled values (advisors/sampled_candidates.py), else with its generic plan
     samples: sampled_candidates.SampleFacts | None = None
@@ -202,6 +215,7 @@ class Search:
         self.explains = 0
         self.hypo_names: dict[str, str] = {}  # hypopg's index name -> the candidate's name
         self._table_bytes: dict[tuple[str, str], float] = {}
+        self._users: dict[str, list[Statement]] = {}  # definition -> statements that can use it
 
     # -- hypothetical indexes ----------------------------------------------------------
     def _create(self, d: str) -> None:
@@ -250,9 +264,16 @@ class Search:
             return sampled_candidates.weighted_plan(self.prover, st.samples)
         return self.prover.explain(reprepare=True)
 
+    def uses(self, st: Statement, d: str) -> bool:
+        """True when ``st`` can use index ``d``: on one of its tables, leading with the leading
+        key of one of its own candidates."""
+        c = self.pool[d].cand
+        return bool(c.keys) and (c.schema, c.table, c.keys[0]) in st.leads
+
     def cost(self, st: Statement, chosen) -> float:
-        """The statement's planner cost with the chosen indexes on its tables present."""
-        key = frozenset(d for d in chosen if self.pool[d].table in st.tables)
+        """The statement's planner cost with the chosen indexes on its tables present (those it
+        cannot use do not change its plan: only those it can use are materialized)."""
+        key = frozenset(d for d in chosen if self.uses(st, d))
         if key in st.cache:
             return st.cache[key]
         self._materialize(st.tables, key)
@@ -276,12 +297,30 @@ class Search:
                 plans.append(self._explain(st))
             except SkipStatement:
                 return {"removed": [], "added": []}
-        return prove_plan_changes(plans[0], plans[1], self.hypo_names)
+        # only the names of the indexes in the plan: renaming with every hypothetical index of
+        # the search is quadratic at scale
+        rename = {h: self.hypo_names[h] for h in plans[1].index_names if h in self.hypo_names}
+        return prove_plan_changes(plans[0], plans[1], rename)
 
     def workload_ms(self, chosen, tables: set | None = None) -> float:
         """Estimated time of the statements (those touching ``tables`` when given)."""
         return sum(st.ms(self.cost(st, chosen)) for st in self.statements
                    if tables is None or st.tables & tables)
+
+    def users(self, ds) -> list[Statement]:
+        """The statements that can use one of the indexes ``ds`` (:meth:`uses`): the only ones
+        whose cost a change of those indexes can move."""
+        out: dict[int, Statement] = {}
+        for d in ds:
+            if d not in self._users:
+                table = self.pool[d].table
+                self._users[d] = [st for st in self.statements if table in st.tables and self.uses(st, d)]
+            out.update((id(st), st) for st in self._users[d])
+        return list(out.values())
+
+    def users_ms(self, chosen, ds) -> float:
+        """Estimated time of the statements that can use one of ``ds``, with ``chosen``."""
+        return sum(st.ms(self.cost(st, chosen)) for st in self.users(ds))
 
     def write_ms(self, table: tuple[str, str]) -> float:
         """Estimated time (ms) to maintain one more index on ``table`` during the window."""
@@ -297,9 +336,8 @@ class Search:
     def served_ms(self, d: str, with_d: list[str], without_d: list[str]) -> float:
         """The window's time (ms, without any index of the set) of the statements on ``d``'s
         table that are cheaper with ``with_d`` than with ``without_d``: those ``d`` serves."""
-        table = self.pool[d].table
-        return sum(st.total_ms for st in self.statements
-                   if table in st.tables and self.cost(st, with_d) < self.cost(st, without_d))
+        return sum(st.total_ms for st in self.users([d])  # the others cannot use d: same cost
+                   if self.cost(st, with_d) < self.cost(st, without_d))
 
     def table_bytes(self, table: tuple[str, str]) -> float:
         if table not in self._table_bytes:
@@ -382,7 +420,24 @@ class Search:
                 self.prover.reset()
                 self.present.clear()
         self.statements = kept
+        self._bound_pool()
         self._merge()
+
+    def _bound_pool(self) -> None:
+        """At most :data:`MAX_POOL_PER_TABLE` candidates per table by benefit costed alone and as
+        many by benefit per MB; the others leave the pool."""
+        by_table: dict[tuple[str, str], list[str]] = {}
+        for d, e in self.pool.items():
+            by_table.setdefault(e.table, []).append(d)
+        for ds in by_table.values():
+            if len(ds) <= MAX_POOL_PER_TABLE:
+                continue
+            best = sorted(ds, key=lambda d: (-self.pool[d].bound, d))[:MAX_POOL_PER_TABLE]
+            dense = sorted(ds, key=lambda d: (-self.pool[d].bound / max(self.pool[d].mb, 0.01), d))
+            keep = set(best) | set(dense[:MAX_POOL_PER_TABLE])
+            for d in ds:
+                if d not in keep:
+                    del self.pool[d]
 
     def _analyse(self, st: Statement) -> None:
         t0 = time.monotonic()
@@ -412,6 +467,7 @@ class Search:
         st.text, st.types, st.base_cost = info.text, list(self.prover.types), before.cost
         st.tables = set(info.tables)
         cands += index_join_candidates.join_candidates(self.db, info, cat, metas, s.max_index_columns)
+        st.leads = {(c.schema, c.table, c.keys[0]) for c in cands if c.keys}
         seen: set[str] = set()
         for cand in cands:
             d = cand.definition()
@@ -433,6 +489,7 @@ class Search:
                 self.prover.drop_hypothetical(oid)
             self.explains += 1
             gain = (before.cost - plan.cost) / before.cost * 100.0
+            st.cache[frozenset([d])] = plan.cost  # its cost with d alone, used or not (the search's first round)
             if hname not in plan.index_names or gain < s.min_gain_pct:
                 continue
             e = self.pool.get(d)
@@ -466,13 +523,13 @@ class Search:
     def _move(self, d: str, chosen: list[str], current_ms: dict) -> tuple[float, float, list[str], float]:
         """(net benefit ms, size change MB, indexes it replaces, time of the statements it serves)
         of adding ``d``."""
-        table = self.pool[d].table
         removed = self.served_by(d, chosen)
-        new = [c for c in chosen if c not in removed] + [d]
-        tables = {table}
-        before = sum(current_ms[st.queryid, st.userid] for st in self.statements if st.tables & tables)
-        after = self.workload_ms(new, tables)
         kept = [c for c in chosen if c not in removed]
+        new = kept + [d]
+        # only the statements that can use d or an index it replaces change (see users())
+        affected = self.users([d, *removed])
+        before = sum(current_ms[st.queryid, st.userid] for st in affected)
+        after = sum(st.ms(self.cost(st, new)) for st in affected)
         served = self.served_ms(d, new, kept)
         upkeep = self.upkeep_ms(d, served) - sum(
             self.upkeep_ms(r, self.served_ms(r, chosen, [c for c in chosen if c != r])) for r in removed)
@@ -525,7 +582,7 @@ class Search:
             worst = None
             for d in chosen:
                 rest = [c for c in chosen if c != d]
-                loss = self.workload_ms(rest, {self.pool[d].table}) - self.workload_ms(chosen, {self.pool[d].table})
+                loss = self.users_ms(rest, [d]) - self.users_ms(chosen, [d])
                 excess = loss - self.upkeep_ms(d, self.served_ms(d, chosen, rest))
                 if excess <= 0 and (worst is None or excess < worst[0]):
                     worst = (excess, d)
@@ -584,11 +641,9 @@ def _rows(search: Search, chosen: list[str], total: float, after: float) -> list
     served = {}
     for d in chosen:
         rest = [c for c in chosen if c != d]
-        tables = {search.pool[d].table}
-        contrib[d] = max(search.workload_ms(rest, tables) - search.workload_ms(chosen, tables), 0.0)
-        served[d] = sorted({st.queryid for st in search.statements
-                            if search.pool[d].table in st.tables
-                            and search.cost(st, chosen) < search.cost(st, rest)})
+        contrib[d] = max(search.users_ms(rest, [d]) - search.users_ms(chosen, [d]), 0.0)
+        served[d] = sorted({st.queryid for st in search.users([d])
+                            if search.cost(st, chosen) < search.cost(st, rest)})
     whole = sum(contrib.values()) or 1.0
     out = []
     for d in sorted(chosen, key=lambda d: -contrib[d]):
@@ -616,6 +671,7 @@ class AuditSet:
     skipped: list[tuple[int, str, str]]
     candidates: int
     explains: int
+    timings: dict = field(default_factory=dict)  # ms of each phase of the search, and plan counts
 
 
 def window_writes(db: Db) -> dict[tuple[str, str], float]:
@@ -662,23 +718,31 @@ def for_audit(db: Db, prover: Prover, plan_as: PlanAs, statements: list) -> Audi
         search.statements = [Statement(userid=int(st.userid), queryid=int(st.queryid), text=st.query,
                                        calls=int(st.calls), total_ms=float(st.total_time_ms))
                              for st in statements if st.total_time_ms > 0]
+        t0 = time.monotonic()
         search.build_pool()
+        t1, n1 = time.monotonic(), search.explains
         total = sum(st.total_ms for st in search.statements)
-        chosen = search.prune(search.greedy(budget, total))
+        chosen = search.greedy(budget, total)
+        t2, n2 = time.monotonic(), search.explains
+        chosen = search.prune(chosen)
+        t3, n3 = time.monotonic(), search.explains
         after = search.workload_ms(chosen)
         contrib: dict[str, float] = {}
         served: dict[str, list[tuple[Statement, float, float, dict]]] = {}
         for d in chosen:
             rest = [c for c in chosen if c != d]
-            tables = {search.pool[d].table}
-            contrib[d] = max(search.workload_ms(rest, tables) - search.workload_ms(chosen, tables), 0.0)
+            contrib[d] = max(search.users_ms(rest, [d]) - search.users_ms(chosen, [d]), 0.0)
             served[d] = [(st, st.base_cost, search.cost(st, chosen), search.plan_changes(st, chosen))
-                         for st in search.statements
-                         if search.pool[d].table in st.tables and search.cost(st, chosen) < search.cost(st, rest)]
+                         for st in search.users([d]) if search.cost(st, chosen) < search.cost(st, rest)]
         whole = sum(contrib.values()) or 1.0
         out = [(search.pool[d], contrib[d] / whole, served[d]) for d in sorted(chosen, key=lambda d: -contrib[d])]
+        t4 = time.monotonic()
+        timings = {"set_pool_ms": (t1 - t0) * 1000, "set_pool_plans": n1, "set_greedy_ms": (t2 - t1) * 1000,
+                   "set_greedy_plans": n2 - n1, "set_prune_ms": (t3 - t2) * 1000, "set_prune_plans": n3 - n2,
+                   "set_served_ms": (t4 - t3) * 1000, "set_served_plans": search.explains - n3,
+                   "set_candidates": len(search.pool), "set_statements": len(search.statements)}
         return AuditSet(before_ms=total, after_ms=after, chosen=out, skipped=search.skipped,
-                        candidates=len(search.pool), explains=search.explains)
+                        candidates=len(search.pool), explains=search.explains, timings=timings)
     finally:
         prover.run_as = None
         search.close()
