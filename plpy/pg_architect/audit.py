@@ -204,9 +204,11 @@ def _run(db: Db, cfg: settings.Settings, prover: Prover, run_id: int, t_start: f
     iset, by_statement = got if got is not None else (None, None)
     if iset is not None:
         timings.update({k: round(v, 1) for k, v in iset.timings.items()})
+    set_links: dict[tuple[int, int], int] = {}  # reused statement -> index set recommendations serving it
     if by_statement is not None:  # reused statements: the index set's proofs, rejected ones left out
         for st, _rep, members, _before in reused:
             set_proofs = _not_rejected(db, by_statement.get((int(st.queryid), int(st.userid)), []))
+            set_links[int(st.queryid), int(st.userid)] = len(set_proofs)
             store.merge(merged, st, set_proofs)
             store.link(merged, members, set_proofs)
     for st, res, proofs, members, _inputs in analysed:
@@ -232,6 +234,7 @@ def _run(db: Db, cfg: settings.Settings, prover: Prover, run_id: int, t_start: f
                                 run_id, st, members, before, by_statement is not None,
                                 default=(0, 0)) if earlier else (0, 0)
         updated += seen
+        n += set_links.get((int(st.queryid), int(st.userid)), 0)
         runs.record_reused(db, run_id, rep, before.analysed_in, before.cost_before, n)
         for m in members:
             runs.record_grouped(db, run_id, m, rep, "reused", n)
