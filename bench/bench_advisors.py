@@ -200,6 +200,7 @@ def capture(conn, items: list[Item], timeout_s: float, sample_dsn: str | None = 
 # ---------------------------------------------------------------------------------------
 
 def advise_pg_architect(conn, args, schema: str, cap: list[dict], literals: dict | None = None) -> dict:
+    conn.execute("DELETE FROM arch.statement_analysis")  # a first audit: nothing reused from an earlier run
     res = timed_audit(args.dsn, args.audit_timeout_ms)
     s = res.summary
     run_id = s.get("run_id")
@@ -212,7 +213,8 @@ def advise_pg_architect(conn, args, schema: str, cap: list[dict], literals: dict
         """SELECT queryid, skip_code, skip_reason FROM arch.audit_statement
            WHERE audit_run_id = %s AND outcome = 'skipped' AND queryid = ANY(%s)""", (run_id, qids)).fetchall()]
     analysed = conn.execute(
-        "SELECT count(*) FROM arch.audit_statement WHERE audit_run_id = %s AND outcome = 'analyzed' "
+        "SELECT count(*) FROM arch.audit_statement WHERE audit_run_id = %s"
+        " AND outcome IN ('analyzed', 'grouped', 'reused') "
         "AND queryid = ANY(%s)", (run_id, qids)).fetchone()[0]
     not_seen = len(qids) - analysed - len(skipped)
     if not_seen > 0:
@@ -255,6 +257,11 @@ def _dta_python(args) -> str:
 
 def advise_dta(conn, args, schema: str, cap: list[dict], literals: dict) -> dict:
     py = _dta_python(args)
+    # DTA refuses to run unless some table has a manual ANALYZE (pg_stat_user_tables.last_analyze;
+    # autovacuum's last_autoanalyze does not count): give it one, as a DBA would
+    for (table,) in conn.execute("SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = %s",
+                                 (schema,)).fetchall():
+        conn.execute(f"ANALYZE {psycopg.sql.Identifier(schema).as_string(conn)}.{table}")
     if not os.access(py, os.X_OK):
         raise BenchError(f"postgres-mcp's venv python {py} is missing: run bench/peers.sh first")
     req = {
