@@ -232,12 +232,18 @@ def _slots(node) -> list[str]:
     return [k for k in type(node).__slots__ if k != "location" and not k.endswith(("_start", "_end"))]
 
 
+def _number(p: _ast.ParamRef) -> int:
+    """``n`` of a parsed ``$n`` (pglast types every node field Optional; the parser always sets this one)."""
+    assert p.number is not None
+    return p.number
+
+
 def _walk_pair(norm, samp, out: dict[int, Slot], cast: str | None = None) -> None:
     if isinstance(norm, _ast.ParamRef):
         value, known = _const_value(samp)
         if not known and not isinstance(samp, (_ast.ParamRef, _ast.A_Const)):
             raise _Mismatch(f"${norm.number} is a {type(samp).__name__} in the sample")
-        out.setdefault(norm.number, Slot(value=value, known=known, node=samp, cast=cast))
+        out.setdefault(_number(norm), Slot(value=value, known=known, node=samp, cast=cast))
         return
     if isinstance(norm, (list, tuple)):
         if not isinstance(samp, (list, tuple)) or len(norm) != len(samp):
@@ -380,8 +386,8 @@ def _constant_slots(al: list[Alignment], min_samples: int) -> dict[int, list[Slo
     if len(al) < max(1, min_samples):
         return out
     for n in _param_numbers(al):
-        slots = [a.slots.get(n) for a in al]
-        if any(s is None or not s.known or s.value is None for s in slots):
+        slots = [s for s in (a.slots.get(n) for a in al) if s is not None and s.known and s.value is not None]
+        if len(slots) != len(al):
             continue
         if len({s.value for s in slots}) == 1:
             out[n] = slots
@@ -401,8 +407,10 @@ def _relations(tree) -> dict[str, tuple[str | None, str]]:
             for x in n:
                 walk(x)
         elif isinstance(n, _ast.RangeVar):
-            key = n.alias.aliasname if n.alias is not None else n.relname
-            found[key] = (n.schemaname, n.relname)
+            relname = n.relname
+            key = n.alias.aliasname if n.alias is not None else relname
+            assert key is not None and relname is not None  # pglast's Optional fields, set by the parser
+            found[key] = (n.schemaname, relname)
         elif isinstance(n, _ast.Node):
             for k in _slots(n):
                 walk(getattr(n, k))
@@ -414,7 +422,7 @@ def _column_of(node, rels: dict) -> tuple[tuple[str | None, str] | None, str] | 
     """(table, column) of a plain column reference, the table None when it cannot be told."""
     if not isinstance(node, _ast.ColumnRef) or not node.fields:
         return None
-    names = [f.sval for f in node.fields if isinstance(f, _ast.String)]
+    names = [f.sval for f in node.fields if isinstance(f, _ast.String) and f.sval is not None]
     if len(names) != len(node.fields):
         return None  # t.*
     col = names[-1]
@@ -600,8 +608,8 @@ def parameter_columns(text: str) -> dict[int, dict]:
                     and _op(parent) in PREDICATE_OPERATORS:
                 other = parent.lexpr if parent.rexpr is me else parent.rexpr
                 col = _column_of(other, rels)
-                if col is not None and n.number not in out:
-                    out[n.number] = {"table": col[0], "column": col[1], "operator": _op(parent)}
+                if col is not None and _number(n) not in out:
+                    out[_number(n)] = {"table": col[0], "column": col[1], "operator": _op(parent)}
         elif isinstance(n, _ast.Node):
             for k in _slots(n):
                 walk(getattr(n, k))
@@ -612,8 +620,8 @@ def parameter_columns(text: str) -> dict[int, dict]:
                 and isinstance(parent.rexpr, (list, tuple)):
             col = _column_of(parent.lexpr, rels)
             for item in parent.rexpr:
-                if isinstance(item, _ast.ParamRef) and col is not None and item.number not in out:
-                    out[item.number] = {"table": col[0], "column": col[1], "operator": "IN"}
+                if isinstance(item, _ast.ParamRef) and col is not None and _number(item) not in out:
+                    out[_number(item)] = {"table": col[0], "column": col[1], "operator": "IN"}
     return out
 
 
@@ -667,8 +675,10 @@ class _Planner:
         self.prover: Prover | None = None
 
     def __enter__(self):
-        self.saved = self.db.one("SELECT pg_catalog.current_setting('search_path') AS path,"
-                                 " pg_catalog.current_setting('plan_cache_mode') AS mode")
+        saved = self.db.one("SELECT pg_catalog.current_setting('search_path') AS path,"
+                            " pg_catalog.current_setting('plan_cache_mode') AS mode")
+        assert saved is not None  # a SELECT without FROM returns its one row
+        self.saved = saved
         self.db.execute("SELECT pg_catalog.set_config('search_path', $1, true)",
                         [", ".join(quote_ident(p, always=True) for p in self.path) or "pg_catalog"])
         try:
@@ -689,7 +699,9 @@ class _Planner:
         for None."""
         if values is None:
             return self.generic
-        n = len(self.prover.types) or int(self.db.scalar(
+        prover = self.prover
+        assert prover is not None  # __enter__ made it
+        n = len(prover.types) or int(self.db.scalar(
             "SELECT coalesce(pg_catalog.array_length(parameter_types, 1), 0)"
             " FROM pg_catalog.pg_prepared_statements WHERE name = $1", [PROVER_STMT]) or 0)
         vals = [None if v is None else str(v) for v in list(values)[:n]]
@@ -702,7 +714,7 @@ class _Planner:
         self._mode("force_custom_plan")
         try:
             with self.db.subtransaction():
-                rows = self.db.query(f"SELECT w FROM {self.prover.run_as}($1, true) w", [sql])
+                rows = self.db.query(f"SELECT w FROM {prover.run_as}($1, true) w", [sql])
         except DbError as exc:
             if exc.sqlstate == QUERY_CANCELED:
                 raise
@@ -741,7 +753,7 @@ def plans(db: Db, text: str, value_sets: list[list], *, userid: int | None = Non
           plan_as: PlanAs | None = None, search_path: list[str] | None = None) -> tuple[Plan, list[Plan]]:
     """(generic plan, [custom plan per value set]) of one statement, prepared once."""
     own = plan_as is None
-    pa = PlanAs(db) if own else plan_as
+    pa = plan_as if plan_as is not None else PlanAs(db)
     try:
         with _Planner(db, text, userid, pa, search_path) as p:
             return p.generic, [p.explain(v) for v in value_sets]
@@ -789,7 +801,7 @@ def sampled_parameters(db: Db, queryid: int, min_samples: int | None) -> list[di
 def compare_plans(db: Db, queryid: int, max_values: int) -> list[dict]:
     """Generic plan against the custom plans of the most frequent sampled value tuples (or,
     without samples, pg_stats' most common values of the compared columns), per role."""
-    out = []
+    out: list[dict] = []
     plan_as = PlanAs(db)
     try:
         pgss = _pgss(db)

@@ -304,7 +304,7 @@ def _load(db: Db, rows: list[dict]) -> tuple[dict[int, Index], dict[int, list[di
 @dataclass
 class Usage:
     unused: bool
-    since: object = None  # taken_at of the baseline snapshot
+    since: float | None = None  # taken_at of the baseline snapshot (epoch seconds), when unused
     snapshots: int = 0
     why_not: str | None = None
 
@@ -466,6 +466,7 @@ def advise(db: Db) -> list[Advice]:
     if not rows:
         return []
     clock = db.one(_STATS_RESET, [st.unused_index_window])
+    assert clock is not None  # the current database's own row of pg_database
     stats_reset, now, window_start = clock["stats_reset"], clock["now"], clock["window_start"]
     indexes, fks = _load(db, rows)
     history: dict[int, list[dict]] = {}
@@ -520,11 +521,14 @@ def advise(db: Db) -> list[Advice]:
             continue
         u = _usage(history.get(ix.oid, []), ix, stats_reset, now, window_start)
         if not u.unused:
+            assert u.why_not is not None  # _usage says why whenever the index is not unused
             if u.why_not != "scanned in the window":
                 no_evidence[u.why_not] = no_evidence.get(u.why_not, 0) + 1
             continue
-        days = (now - u.since) / 86400.0
-        evidence = (f"idx_scan stayed {ix.scans:,} from the snapshot of {_day(u.since)} ({days:,.1f} days ago;"
+        since = u.since
+        assert since is not None  # _usage gives the baseline of every unused index
+        days = (now - since) / 86400.0
+        evidence = (f"idx_scan stayed {ix.scans:,} from the snapshot of {_day(since)} ({days:,.1f} days ago;"
                     f" unused_index_window {st.unused_index_window}) until now"
                     + (f" ({u.snapshots} snapshot{'s' if u.snapshots != 1 else ''} in between agree)"
                        if u.snapshots else "")
@@ -574,15 +578,15 @@ def advise(db: Db) -> list[Advice]:
             + f" (arch.snapshot_indexes() records usage; unused_index_window is {st.unused_index_window})")
 
     out = []
-    for oid, (reason, cover, evidence) in dropped.items():
+    for oid, (reason, covering, evidence) in dropped.items():
         ix = indexes[oid]
         table_history = sorted(tables.get(ix.table_oid, {}).values(), key=lambda h: h["taken_at"])
         per_day, measured = _writes_per_day(table_history, ix, stats_reset, now)
         out.append(Advice(table_name=ix.table, index_name=ix.name, reason=reason, ddl=drop_ddl(ix),
                           rollback=rollback_ddl(db, ix), size_bytes=ix.size, scans=ix.scans,
-                          covering_index=cover.name if cover else None,
+                          covering_index=covering.name if covering else None,
                           writes_saved_per_day=None if per_day is None else round(per_day, 1),
-                          rationale=_rationale(ix, reason, cover, evidence, per_day, measured)))
+                          rationale=_rationale(ix, reason, covering, evidence, per_day, measured)))
     out.sort(key=lambda a: (-a.size_bytes, a.index_name))
     return out
 
@@ -602,12 +606,14 @@ def _rationale(ix: Index, reason: str, cover: Index | None, evidence: str, per_d
                      f" {evidence}."
                      " Scans on hot standbys are not in these statistics: check the replicas before dropping it.")
     elif reason == "duplicate":
+        assert cover is not None  # a duplicate is dropped for the index that keeps its scans
         parts.append(f"{ix.name} is an exact duplicate of {cover.name} ({_columns(ix)}: same table, access method,"
                      f" columns, operator classes, collations, orderings, predicate and INCLUDE columns); {evidence}"
                      f" {ix.name} is {_mb(ix.size)} and was scanned {ix.scans:,} times since its creation"
                      " or the last statistics reset;"
                      f" those scans can use {cover.name} ({_mb(cover.size)}).")
     else:
+        assert cover is not None  # a prefix-redundant index is dropped for the index that covers it
         parts.append(f"The key columns of {ix.name} {_columns(ix)} are the leading key columns of {cover.name}"
                      f" {_columns(cover)}, with the same operator classes, collations, orderings and predicate,"
                      f" and {cover.name} has its INCLUDE columns too: every scan of {ix.name} can use {cover.name}"

@@ -147,6 +147,7 @@ class _Planner:
         fn = self.plan_as.wrapper_for(userid)
         path = ", ".join(quote_ident(p, always=True) for p in partition.search_path_for(self.db, userid))
         saved = self.db.one("SELECT current_setting('search_path') AS p, current_setting('plan_cache_mode') AS m")
+        assert saved is not None  # a SELECT without FROM returns its one row
         try:
             return self._cost(fn, path, sql, nparams)
         finally:  # the advisor's own catalog queries never run with the statement's search_path
@@ -401,6 +402,7 @@ def _matview(db: Db, planner: _Planner, s: partition.Stmt, settings: Settings, w
         rw = rewrite(s, qmv)
     except NotRewritable as exc:
         return _not_advised(s, KIND_MV, base, f"the statement cannot be served by a materialized view ({exc})")
+    assert s.tree is not None  # rewrite() accepted it: a parsed SELECT
     nparams = max([int(p.this.this) for p in s.tree.find_all(partition._sqlglot()[1].Parameter)] or [0])
     cost_stmt, _ = planner.cost(s.userid, s.query, nparams)
     cost_mv, mv_rows = planner.cost(s.userid, rw["view_sql"], 0)

@@ -50,10 +50,14 @@ import datetime as dt
 import math
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .. import pgparse  # before sqlglot/pglast: loads libpg_query with RTLD_DEEPBIND
 from ..catalog import search_path_for
 from ..db import QUERY_CANCELED, Db, DbError, UserError
+
+if TYPE_CHECKING:
+    from sqlglot import exp as sqlglot_exp
 
 KIND = "partition"
 MIN_ID_CORRELATION = 0.9
@@ -92,7 +96,7 @@ class Stmt:
     writes: list[tuple[str, str]] = field(default_factory=list)
     preds: list[Pred] = field(default_factory=list)
     aggregate: bool = False
-    tree: object = None  # sqlglot tree (SELECTs)
+    tree: sqlglot_exp.Expression | None = None  # sqlglot tree (SELECTs)
     aliases: dict = field(default_factory=dict)  # alias -> (schema, table)
     error: str | None = None
 
@@ -320,6 +324,7 @@ def scanned_fraction(pred_ops: set[str], rows_per_call: float | None, reltuples:
 def choose_interval(kind: str, lo: float, hi: float, typical_span: float | None) -> tuple[str, float]:
     """(SQL literal of the step, step in key units: seconds for time, ids for integers)."""
     span = max(hi - lo, 1.0)
+    steps: list[tuple[str, float]]
     if kind == "time":
         steps = list(TIME_STEPS)
     else:

@@ -8,6 +8,7 @@ volatile.  :class:`DbCatalog` answers them with parameterised catalog queries ov
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -153,7 +154,7 @@ class StaticCatalog:
 
 
 def table(schema: str, name: str, columns: list[tuple[str, str, bool]],
-          keys: list[tuple[str, ...]] = ()) -> Table:
+          keys: Sequence[tuple[str, ...]] = ()) -> Table:
     """Shorthand for tests: ``table("public", "t", [("id", "int8", True)], [("id",)])``."""
     return Table(schema, name, {c: Column(c, t, not_null=nn, display=t) for c, t, nn in columns},
                  tuple(tuple(k) for k in keys))

@@ -150,7 +150,9 @@ def propose(db: Db, sql: str, min_gain_pct: float = 10.0, options: Options | Non
     """Every rule on ``sql`` (each on the original statement), every rewrite proven:
     (kept, dropped, refused).  Kept proposals are sorted by estimated gain, best first."""
     outcomes: list[Outcome] = rewrite(sql, DbCatalog(db), rules, options)
-    kept, dropped, refused = [], [], []
+    kept: list[Proposal] = []
+    dropped: list[Proposal] = []
+    refused: list[Refusal] = []
     for o in outcomes:
         if isinstance(o, Refusal):
             refused.append(o)

@@ -121,6 +121,7 @@ import copy
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 # isort: off
 # pgparse loads pglast's parser first, with RTLD_DEEPBIND: imported plainly inside a PostgreSQL
@@ -176,6 +177,18 @@ def _slots(node):
     return node.__slots__ if isinstance(node.__slots__, dict) else dict.fromkeys(node.__slots__)
 
 
+def _seq(items: tuple | None) -> tuple[Any, ...]:
+    """A node list the grammar always fills (pglast types every list field Optional: None when empty)."""
+    assert items is not None
+    return items
+
+
+def _sval(node: ast.String) -> str:
+    """The text of a parsed String node (pglast types it Optional; the parser always sets it)."""
+    assert node.sval is not None
+    return node.sval
+
+
 def walk(node) -> Iterator[ast.Node]:
     """Every node under ``node`` (pre-order, itself included)."""
     if isinstance(node, ast.Node):
@@ -212,8 +225,8 @@ def template(sql_expr: str, **nodes) -> ast.Node:
     tree = _parse_one(f"SELECT {sql_expr}").targetList[0].val
 
     def sub(n):
-        if isinstance(n, ast.ColumnRef) and len(n.fields) == 1 and isinstance(n.fields[0], ast.String):
-            name = n.fields[0].sval
+        if isinstance(n, ast.ColumnRef) and len(_seq(n.fields)) == 1 and isinstance(_seq(n.fields)[0], ast.String):
+            name = _sval(_seq(n.fields)[0])
             if name.startswith("__") and name[2:] in nodes:
                 return copy.deepcopy(nodes[name[2:]])
         return None
@@ -256,7 +269,7 @@ def conjuncts(where) -> list:
         return []
     if isinstance(where, ast.BoolExpr) and where.boolop == enums.BoolExprType.AND_EXPR:
         out = []
-        for a in where.args:
+        for a in _seq(where.args):
             out.extend(conjuncts(a))
         return out
     return [where]
@@ -271,8 +284,14 @@ def and_(parts: list):
     return ast.BoolExpr(boolop=enums.BoolExprType.AND_EXPR, args=tuple(parts))
 
 
+def _number(p: ast.ParamRef) -> int:
+    """``n`` of a parsed ``$n`` (pglast types it Optional; the parser always sets it)."""
+    assert p.number is not None
+    return p.number
+
+
 def params_in(node) -> set[int]:
-    return {n.number for n in walk(node) if isinstance(n, ast.ParamRef)}
+    return {_number(n) for n in walk(node) if isinstance(n, ast.ParamRef)}
 
 
 def renumber_params(stmt) -> dict[int, int]:
@@ -281,12 +300,13 @@ def renumber_params(stmt) -> dict[int, int]:
     mapping = {o: i + 1 for i, o in enumerate(old)}
     for n in walk(stmt):
         if isinstance(n, ast.ParamRef):
-            n.number = mapping[n.number]
+            n.number = mapping[_number(n)]
     return mapping
 
 
-def _holders(stmt) -> Iterator[ast.Node]:
-    """Every query level with a WHERE clause: SELECT (not set operations), UPDATE, DELETE."""
+def _holders(stmt) -> Iterator[Any]:
+    """Every query level with a WHERE clause: SELECT (not set operations), UPDATE, DELETE (used
+    by the attributes they share: Any, as ast.Node has none of them)."""
     for n in walk(stmt):
         plain_select = (isinstance(n, ast.SelectStmt) and n.op == enums.SetOperation.SETOP_NONE
                         and not n.valuesLists)
@@ -312,9 +332,15 @@ class Resolved:
         return self.column.not_null and not self.entry.nullable
 
     @property
+    def table(self) -> Table:
+        """The entry's table (a column resolves only against an entry with a known table)."""
+        assert self.entry.table is not None
+        return self.entry.table
+
+    @property
     def label(self) -> str:
         """table.column, and the alias when the query names the table otherwise: orders.id (o)."""
-        t = self.entry.table.name
+        t = self.table.name
         alias = f" ({self.entry.refname})" if self.entry.refname != t else ""
         return f"{t}.{self.column.name}{alias}"
 
@@ -340,8 +366,10 @@ class Scope:
     def _add(self, item, nullable: bool) -> None:
         J = enums.JoinType
         if isinstance(item, ast.RangeVar):
-            t = self.catalog.table(item.schemaname, item.relname)
-            ref = item.alias.aliasname if item.alias else item.relname
+            relname = item.relname
+            ref = item.alias.aliasname if item.alias else relname
+            assert relname is not None and ref is not None  # pglast's Optional fields, set by the parser
+            t = self.catalog.table(item.schemaname, relname)
             self.entries.append(Entry(ref, t, nullable))
         elif isinstance(item, ast.JoinExpr):
             self._add(item.larg, nullable or item.jointype in (J.JOIN_RIGHT, J.JOIN_FULL))
@@ -353,11 +381,11 @@ class Scope:
             self.entries.append(Entry(alias.aliasname if alias else "", None, nullable))
 
     def resolve(self, ref) -> Resolved | None:
-        if not isinstance(ref, ast.ColumnRef) or not all(isinstance(f, ast.String) for f in ref.fields):
+        if not isinstance(ref, ast.ColumnRef) or not all(isinstance(f, ast.String) for f in _seq(ref.fields)):
             return None
-        names = [f.sval for f in ref.fields]
+        names = [f.sval for f in _seq(ref.fields)]
         if len(names) == 1:
-            hits = []
+            hits: list[Resolved | None] = []
             for e in self.entries:
                 if e.table is None:
                     hits.append(None)  # a subquery or function might have this column: ambiguous
@@ -402,7 +430,7 @@ class Rule:
         """This rule's outcomes for ``sql``: at most one Rewrite (all sites rewritten at once)
         and a Refusal for every site it refused."""
         stmt = _parse_one(sql)
-        ctes = {n.ctename for n in walk(stmt) if isinstance(n, ast.CommonTableExpr)}
+        ctes = {n.ctename for n in walk(stmt) if isinstance(n, ast.CommonTableExpr) and n.ctename is not None}
         ctx = _Ctx(self, _CteShadows(catalog, ctes) if ctes else catalog, options or Options())
         self.fn(stmt, ctx)
         out: list[Outcome] = [Refusal(self.name, r) for r in dict.fromkeys(ctx.refusals)]
@@ -489,7 +517,7 @@ def _date_trunc(stmt, ctx: _Ctx) -> None:
                 r = scope.resolve(args[1])
                 if r is None:
                     return None
-                unit = args[0].val.sval.lower()
+                unit = _sval(args[0].val).lower()
                 typ = r.column.typname
                 if typ not in ("timestamp", "timestamptz"):
                     ctx.refuse(f"{deparse(c)}: {r.label} is {r.column.display or typ}, only timestamp and"
@@ -526,8 +554,11 @@ _INT_TYPES = {"int2": (-2**15, 2**15 - 1), "int4": (-2**31, 2**31 - 1), "int8": 
 
 
 def _is_text_cast(node) -> bool:
-    return (isinstance(node, ast.TypeCast) and isinstance(node.arg, ast.ColumnRef)
-            and [n.sval for n in node.typeName.names][-1] in ("text",) and not node.typeName.arrayBounds)
+    if not (isinstance(node, ast.TypeCast) and isinstance(node.arg, ast.ColumnRef)):
+        return False
+    tn = node.typeName
+    assert tn is not None  # a parsed cast always names its type
+    return [n.sval for n in _seq(tn.names)][-1] in ("text",) and not tn.arrayBounds
 
 
 def _sargable_cast(stmt, ctx: _Ctx) -> None:
@@ -653,11 +684,11 @@ def _sargable_arithmetic(stmt, ctx: _Ctx) -> None:
                     return None
                 # col + k = X, k + col = X -> col = X - k;  col - k = X -> col = X + k;  k - col = X -> col = k - X
                 if op == "+":
-                    expr, inv = "__x - __k", ("-", kv)
+                    expr, sign = "__x - __k", "-"
                 elif col_first:
-                    expr, inv = "__x + __k", ("+", kv)
+                    expr, sign = "__x + __k", "+"
                 else:
-                    expr, inv = "__k - __x", ("r", kv)
+                    expr, sign = "__k - __x", "r"
                 # X is not cast: PostgreSQL infers its type from the column and the literal, as in
                 # the original (a cast would change what a client-typed parameter is compared as)
                 if typ == "numeric":
@@ -666,10 +697,11 @@ def _sargable_arithmetic(stmt, ctx: _Ctx) -> None:
                                      f" leaving {r.label} bare for an index.")
                     return [template("__c = __v", c=colref, v=value)]
                 # integers: result type of `col op k` is the wider of the column and the literal
+                assert kv is not None  # an integer type with a non-integer literal was refused above
                 lit = "int4" if -2**31 <= kv < 2**31 else "int8"
                 wide = max(typ, lit, key=lambda t: _INT_TYPES[t][1]) if typ != "int2" else lit
                 lo, hi = _INT_TYPES[wide]
-                sign, v = inv
+                v = kv
                 if sign == "-":      # X - v in range  <=>  lo + v <= X <= hi + v
                     bounds = (lo + v, hi + v)
                 elif sign == "+":    # X + v in range  <=>  lo - v <= X <= hi - v
@@ -694,8 +726,8 @@ def _sargable_arithmetic(stmt, ctx: _Ctx) -> None:
 
 # -- not_in_to_not_exists ------------------------------------------------------------------------
 def _not_in_sublink(c):
-    if isinstance(c, ast.BoolExpr) and c.boolop == enums.BoolExprType.NOT_EXPR and len(c.args) == 1:
-        s = c.args[0]
+    if isinstance(c, ast.BoolExpr) and c.boolop == enums.BoolExprType.NOT_EXPR and len(_seq(c.args)) == 1:
+        s = _seq(c.args)[0]
         if (isinstance(s, ast.SubLink) and s.subLinkType == enums.SubLinkType.ANY_SUBLINK
                 and (not s.operName or s.operName[-1].sval == "=")):
             return s
@@ -746,8 +778,7 @@ def _not_in(stmt, ctx: _Ctx) -> None:
                     continue
                 filtered = r is y and any(
                     isinstance(p, ast.NullTest) and p.nulltesttype == enums.NullTestType.IS_NOT_NULL
-                    and inner.resolve(p.arg) is not None and inner.resolve(p.arg).column == y.column
-                    and inner.resolve(p.arg).entry is y.entry
+                    and (pr := inner.resolve(p.arg)) is not None and pr.column == y.column and pr.entry is y.entry
                     for p in conjuncts(sub.whereClause))
                 if filtered:
                     facts.append(f"the subquery keeps only {r.label} IS NOT NULL")
@@ -802,17 +833,17 @@ def _or_union(stmt, ctx: _Ctx) -> None:
             why = "a LIMIT whose ORDER BY is not a unique NOT NULL key of the table"
         if root.sortClause and why is None:
             outs = set()
-            for t in root.targetList:
+            for t in _seq(root.targetList):
                 if t.name:
                     outs.add(t.name)
-                elif isinstance(t.val, ast.ColumnRef) and isinstance(t.val.fields[-1], ast.String):
-                    outs.add(t.val.fields[-1].sval)
+                elif isinstance(t.val, ast.ColumnRef) and isinstance(_seq(t.val.fields)[-1], ast.String):
+                    outs.add(_seq(t.val.fields)[-1].sval)
             for sb in root.sortClause:
                 n = sb.node
-                if not (isinstance(n, ast.ColumnRef) and len(n.fields) == 1 and isinstance(n.fields[0], ast.String)
-                        and n.fields[0].sval in outs):
+                fields = _seq(n.fields) if isinstance(n, ast.ColumnRef) else ()
+                if not (len(fields) == 1 and isinstance(fields[0], ast.String) and fields[0].sval in outs):
                     why = "an ORDER BY on something other than an output column name"
-        if why is None and (len(root.fromClause or ()) != 1 or not isinstance(root.fromClause[0], ast.RangeVar)):
+        if why is None and (len(root.fromClause or ()) != 1 or not isinstance(_seq(root.fromClause)[0], ast.RangeVar)):
             why = "more than one table in FROM"
         if why is None:
             why = _func_problem(root.targetList, ctx.catalog, True)
@@ -823,7 +854,7 @@ def _or_union(stmt, ctx: _Ctx) -> None:
             return
         scope = Scope(root, ctx.catalog)
         colsets = []
-        for arm in c.args:
+        for arm in _seq(c.args):
             cols = set()
             for n in walk(arm):
                 if isinstance(n, ast.ColumnRef):
@@ -834,17 +865,17 @@ def _or_union(stmt, ctx: _Ctx) -> None:
             ctx.refuse(f"{deparse(c)}: every arm is on the same column; the planner already turns that"
                        " into one index scan (= ANY or BitmapOr)")
             return
-        if len(c.args) > 4:
+        if len(_seq(c.args)) > 4:
             ctx.refuse(f"{deparse(c)}: more than 4 arms")
             return
         others = [o for o in conjuncts(root.whereClause) if o is not c]
         branches = []
-        for i, arm in enumerate(c.args):
+        for i, arm in enumerate(_seq(c.args)):
             b = copy.deepcopy(root)
             if not limited:
                 b.sortClause = None
             prior = [ast.BooleanTest(arg=copy.deepcopy(p), booltesttype=enums.BoolTestType.IS_NOT_TRUE)
-                     for p in c.args[:i]]
+                     for p in _seq(c.args)[:i]]
             b.whereClause = and_([copy.deepcopy(arm)] + prior + [copy.deepcopy(o) for o in others])
             branches.append(b)
         u = branches[0]
@@ -899,7 +930,7 @@ def _keyset(stmt, ctx: _Ctx) -> None:
     if s.groupClause or s.distinctClause or s.havingClause:
         ctx.refuse(f"{label}: the query groups or removes duplicates")
         return
-    if len(s.fromClause or ()) != 1 or not isinstance(s.fromClause[0], ast.RangeVar):
+    if len(s.fromClause or ()) != 1 or not isinstance(_seq(s.fromClause)[0], ast.RangeVar):
         ctx.refuse(f"{label}: keyset pagination is offered for one table in FROM")
         return
     scope = Scope(s, ctx.catalog)
@@ -921,14 +952,14 @@ def _keyset(stmt, ctx: _Ctx) -> None:
         ctx.refuse(f"{label}: ORDER BY mixes ASC and DESC (a row comparison needs one direction)")
         return
     names = {r.column.name for _, r in keys}
-    table = keys[0][1].entry.table
+    table = keys[0][1].table
     if not any(set(k) <= names for k in table.not_null_keys()):
         ctx.refuse(f"{label}: ORDER BY {', '.join(r.column.name for _, r in keys)} is not unique in"
                    f" {table.name} (no unique key among them), pages could repeat or skip rows")
         return
     visible = set()
-    for t in s.targetList:
-        if isinstance(t.val, ast.ColumnRef) and isinstance(t.val.fields[-1], ast.A_Star):
+    for t in _seq(s.targetList):
+        if isinstance(t.val, ast.ColumnRef) and isinstance(_seq(t.val.fields)[-1], ast.A_Star):
             visible |= set(table.columns)
         else:
             r = scope.resolve(t.val)
@@ -962,7 +993,7 @@ def _keyset(stmt, ctx: _Ctx) -> None:
 
 # -- count_to_exists -----------------------------------------------------------------------------
 def _count_star(node) -> bool:
-    return (isinstance(node, ast.FuncCall) and _funcname(node)[1] == "count" and node.agg_star
+    return (isinstance(node, ast.FuncCall) and _funcname(node)[1] == "count" and bool(node.agg_star)
             and not node.agg_distinct and node.agg_filter is None and node.over is None)
 
 
@@ -994,7 +1025,7 @@ def _counts(stmt, ctx: _Ctx) -> None:
     s = stmt
     if (isinstance(s, ast.SelectStmt) and s.op == enums.SetOperation.SETOP_NONE and s.fromClause
             and len(s.targetList or ()) == 1):
-        t = s.targetList[0]
+        t = _seq(s.targetList)[0]
         test = _existence_test(t.val)
         if test and _count_star(test[0]):
             why = _plain_select(s) or ("ORDER BY" if s.sortClause else None)
@@ -1018,7 +1049,7 @@ def _counts(stmt, ctx: _Ctx) -> None:
             return None
         sel = test[0].subselect
         if not (isinstance(sel, ast.SelectStmt) and len(sel.targetList or ()) == 1
-                and _count_star(sel.targetList[0].val)):
+                and _count_star(_seq(sel.targetList)[0].val)):
             return None
         return test, sel
 
@@ -1058,8 +1089,8 @@ def _lateral(stmt, ctx: _Ctx) -> None:
             ctx.refuse("a scalar subquery in the select list: the outer query groups, has a window clause"
                        " or several FROM items")
             continue
-        if any(isinstance(t.val, ast.ColumnRef) and len(t.val.fields) == 1 and isinstance(t.val.fields[0], ast.A_Star)
-               for t in holder.targetList):
+        if any(isinstance(t.val, ast.ColumnRef) and len(_seq(t.val.fields)) == 1
+               and isinstance(_seq(t.val.fields)[0], ast.A_Star) for t in holder.targetList):
             ctx.refuse("a scalar subquery in the select list: the select list has a bare * (it would also"
                        " list the joined subquery's column)")
             continue
@@ -1079,7 +1110,7 @@ def _lateral(stmt, ctx: _Ctx) -> None:
             if sel.op != enums.SetOperation.SETOP_NONE or sel.groupClause or sel.havingClause or sel.distinctClause \
                     or sel.withClause or (sel.limitCount and not limit1) or sel.limitOffset:
                 why = "the subquery is not a plain SELECT"
-            elif len(sel.fromClause or ()) != 1 or not isinstance(sel.fromClause[0], ast.RangeVar):
+            elif len(sel.fromClause or ()) != 1 or not isinstance(_seq(sel.fromClause)[0], ast.RangeVar):
                 why = "the subquery reads more than one table"
             if why:
                 ctx.refuse(f"{label}: {why}")
@@ -1101,7 +1132,7 @@ def _lateral(stmt, ctx: _Ctx) -> None:
                     if not other_inner and not any(isinstance(m, ast.SubLink) for m in walk(b)):
                         equated.add(r.column.name)
             single = _func_problem(sel.targetList, ctx.catalog, True)
-            aggregate = bool(single and "aggregate" in single and sel.targetList[0].val.__class__ is ast.FuncCall)
+            aggregate = bool(single and "aggregate" in single and _seq(sel.targetList)[0].val.__class__ is ast.FuncCall)
             unique = any(set(k) <= equated for k in entry.table.unique_keys)
             if not correlated:
                 ctx.refuse(f"{label}: not correlated, PostgreSQL already runs it once (InitPlan)")
@@ -1116,18 +1147,18 @@ def _lateral(stmt, ctx: _Ctx) -> None:
                 counter[0] += 1
                 alias = f"_sq{counter[0]}"
             name = t.name
-            inner_t = sel.targetList[0]
+            inner_t = _seq(sel.targetList)[0]
             if name is None:
                 if inner_t.name:
                     name = inner_t.name
-                elif isinstance(inner_t.val, ast.ColumnRef) and isinstance(inner_t.val.fields[-1], ast.String):
-                    name = inner_t.val.fields[-1].sval
+                elif isinstance(inner_t.val, ast.ColumnRef) and isinstance(_seq(inner_t.val.fields)[-1], ast.String):
+                    name = _seq(inner_t.val.fields)[-1].sval
                 elif isinstance(inner_t.val, ast.FuncCall):
                     name = _funcname(inner_t.val)[1]
             lat = copy.deepcopy(sel)
             lat.targetList = (ast.ResTarget(name="v", val=copy.deepcopy(inner_t.val)),)
             rsub = ast.RangeSubselect(lateral=True, subquery=lat, alias=ast.Alias(aliasname=alias))
-            holder.fromClause = (ast.JoinExpr(jointype=enums.JoinType.JOIN_LEFT, larg=holder.fromClause[0],
+            holder.fromClause = (ast.JoinExpr(jointype=enums.JoinType.JOIN_LEFT, larg=_seq(holder.fromClause)[0],
                                               rarg=rsub, quals=ast.A_Const(val=ast.Boolean(boolval=True))),)
             t.val = _col(alias, "v")
             t.name = name
@@ -1162,15 +1193,15 @@ def _distinct_join(stmt, ctx: _Ctx) -> None:
         scope = Scope(s, ctx.catalog)
         if any(e.table is None for e in scope.entries):
             continue
-        sides = set()
+        sides: set[str | None] = set()
         star = False
-        for t in s.targetList:
+        for t in _seq(s.targetList):
             v = t.val
-            if isinstance(v, ast.ColumnRef) and isinstance(v.fields[-1], ast.A_Star):
-                if len(v.fields) == 1:
+            if isinstance(v, ast.ColumnRef) and isinstance(_seq(v.fields)[-1], ast.A_Star):
+                if len(_seq(v.fields)) == 1:
                     sides.add(None)
                 else:
-                    sides.add(v.fields[0].sval)
+                    sides.add(_seq(v.fields)[0].sval)
                     star = True
                 continue
             refs = [n for n in walk(v) if isinstance(n, ast.ColumnRef)]
@@ -1186,33 +1217,36 @@ def _distinct_join(stmt, ctx: _Ctx) -> None:
             continue
         keep_ref = sides.pop()
         keep = next(e for e in scope.entries if e.refname == keep_ref)
+        keep_table = keep.table
+        assert keep_table is not None  # statements with an entry without a table were skipped above
         listed = set()
-        for t in s.targetList:
+        for t in _seq(s.targetList):
             r = scope.resolve(t.val)
             if r is not None and r.entry is keep:
                 listed.add(r.column.name)
         if star:
-            listed |= set(keep.table.columns)
-        if not any(set(k) <= listed for k in keep.table.not_null_keys()):
-            ctx.refuse(f"{label}: the select list has no NOT NULL unique key of {keep.table.name}, DISTINCT may"
+            listed |= set(keep_table.columns)
+        if not any(set(k) <= listed for k in keep_table.not_null_keys()):
+            ctx.refuse(f"{label}: the select list has no NOT NULL unique key of {keep_table.name}, DISTINCT may"
                        " also remove duplicates of its own rows")
             continue
         semi_rv = next(rv for rv in rels if (rv.alias.aliasname if rv.alias else rv.relname) != keep_ref)
         keep_rv = next(rv for rv in rels if rv is not semi_rv)
-        outer, inner = [], []
+        outer: list = []
+        inner: list = []
         for p in quals + conjuncts(s.whereClause):
             touches_semi = False
-            for n in walk(p):
-                if isinstance(n, ast.ColumnRef):
-                    r = scope.resolve(n)
+            for m in walk(p):
+                if isinstance(m, ast.ColumnRef):
+                    r = scope.resolve(m)
                     if r is None or r.entry is not keep:
                         touches_semi = True
-                if isinstance(n, ast.SubLink):
+                if isinstance(m, ast.SubLink):
                     touches_semi = True
             (inner if touches_semi else outer).append(p)
 
         def qualify(n, scope=scope, keep=keep, keep_ref=keep_ref):
-            if isinstance(n, ast.ColumnRef) and len(n.fields) == 1:
+            if isinstance(n, ast.ColumnRef) and len(_seq(n.fields)) == 1:
                 r = scope.resolve(n)
                 if r is not None and r.entry is keep:
                     return _col(keep_ref, r.column.name)
@@ -1224,7 +1258,7 @@ def _distinct_join(stmt, ctx: _Ctx) -> None:
         s.distinctClause = None
         s.fromClause = (keep_rv,)
         s.whereClause = and_(outer + [ast.SubLink(subLinkType=enums.SubLinkType.EXISTS_SUBLINK, subselect=sub)])
-        ctx.notes.append(f"the select list uses only {keep.table.name} and includes its unique key, so DISTINCT"
+        ctx.notes.append(f"the select list uses only {keep_table.name} and includes its unique key, so DISTINCT"
                          " only removed the copies the join made: a semi-join (EXISTS) gives each row once"
                          " without joining every match and sorting or hashing them away.")
 
@@ -1252,7 +1286,7 @@ def _in_list(stmt, ctx: _Ctx) -> None:
                 return None
             first = min(i.number for i in items)
             p = ast.ParamRef(number=first)
-            op = n.name[-1].sval
+            op = _seq(n.name)[-1].sval
             neg = op == "<>"
             ctx.renumber = True
             listed = ", ".join(f"${i.number}" for i in items)

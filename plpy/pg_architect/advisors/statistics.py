@@ -825,6 +825,7 @@ def _prove_target(db: Db, stmt: Statement, before: PlanFacts, cand: Candidate, s
     parameter values, the statement's custom plan too (its shape change is reported)."""
     mis = cand.evidence[0]
     probe = cand.probe_value
+    assert probe is not None  # _target_candidate sets it on every statistics_target candidate
     est_before = _probe_rows(db, cand, probe)
     cand.error_before = round(_ratio(est_before, mis.expected), 2)
     cand.cost_before = before.plan.cost
@@ -875,6 +876,7 @@ def _rationale(cand: Candidate, adv: Advice) -> str:
                      f"the plan expects {stmt[0].estimated:,.0f} ({stmt[0].factor:,.0f}× off).")
     if cand.kind == "extended_statistics":
         g, node = cand.group, cand.evidence[0]
+        assert g is not None  # every extended_statistics candidate carries its sample's group
         nds = ", ".join(f"{c} {g.ndistinct[c]:,.0f}" for c in cand.columns)
         what = "filter on" if node.level == "scan" else "GROUP BY of"
         parts.append(f"The {what} {', '.join(cand.columns)} of {cand.schema}.{cand.table} is estimated at "
@@ -927,7 +929,7 @@ def advise_workload(db: Db, *, min_calls: int = 1, limit: int = 20, settings: Se
         f" WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
         f" AND s.calls >= $1 AND s.toplevel AND s.query ~* '^\\s*(WITH|SELECT)\\M'"
         f" ORDER BY s.total_exec_time DESC LIMIT $2", [int(min_calls), int(limit)])
-    out = []
+    out: list[dict] = []
     plan_as = security.PlanAs(db)
     try:
         return _advise_rows(db, rows, settings, plan_as, out)

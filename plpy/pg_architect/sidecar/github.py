@@ -26,6 +26,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import logging
 import re
@@ -72,7 +73,7 @@ def _refuse(message: str) -> TaskError:
     return TaskError(f"DDL validation: {message}", refused=True)
 
 
-def _ident(node: exp.Expression | None) -> str | None:
+def _ident(node: exp.Expr | None) -> str | None:
     if node is None:
         return None
     if isinstance(node, exp.Identifier):
@@ -80,7 +81,15 @@ def _ident(node: exp.Expression | None) -> str | None:
     return fold_identifier(node.name) if node.name else None
 
 
-def _parse_one(ddl: str, what: str) -> exp.Expression:
+def _name(node: exp.Expr | None, what: str) -> str:
+    """The folded name of ``node``; refused when it has none."""
+    name = _ident(node)
+    if name is None:
+        raise _refuse(f"the {what} has no name")
+    return name
+
+
+def _parse_one(ddl: str, what: str) -> exp.Expr:
     if not ddl or not ddl.strip():
         raise _refuse(f"the {what} is empty")
     if several_statements(ddl):
@@ -137,7 +146,7 @@ def _validate_create(db: Db, rec: dict, ddl: str) -> exp.Create:
     index = tree.this
     if not isinstance(index, exp.Index) or index.this is None:
         raise _refuse("the index has no name")
-    name = _ident(index.this)
+    name = _name(index.this, "index")
     table = index.args.get("table")
     if not isinstance(table, exp.Table) or not table.args.get("db") or table.args.get("catalog"):
         raise _refuse("the table must be written schema.table")
@@ -177,9 +186,10 @@ def _validate_create(db: Db, rec: dict, ddl: str) -> exp.Create:
             if isinstance(node, exp.Column):
                 if node.args.get("table") is not None:
                     raise _refuse(f"column {node.sql()} is qualified")
-                used.append(_ident(node.this))
+                used.append(_name(node.this, f"column {node.sql()}"))
     for inc in params.args.get("include") or []:
-        used.append(_ident(inc if isinstance(inc, exp.Identifier) else getattr(inc, "this", inc)))
+        used.append(_name(inc if isinstance(inc, exp.Identifier) else getattr(inc, "this", inc),
+                          "INCLUDE column"))
     missing = [c for c in used if c not in columns]
     if missing:
         raise _refuse(f"column(s) {', '.join(missing)} do not exist in {schema}.{relname}")
@@ -282,7 +292,7 @@ def check_files(files: list[dict], validated) -> None:
         raise _refuse("a migration of the procedure holds more than one statement")
 
 
-def check_file(content: str, tree: exp.Expression) -> None:
+def check_file(content: str, tree: exp.Expr) -> None:
     """The migration file must parse as the validated statement and nothing else."""
     try:
         trees = [t for t in sqlglot.parse(content, read="postgres") if t is not None]
@@ -896,7 +906,7 @@ def open_pull_request(db: Db, github: Callable[[], GitHub], rec_id: int, setting
                 gh.call(f"creating branch {branch}", lambda: _ensure_branch(repo, branch, base_sha))
                 for f in files:
                     gh.call(f"writing {f['path']}",
-                            lambda f=f: _ensure_file(repo, branch, f["path"], f["content"], message))
+                            functools.partial(_ensure_file, repo, branch, f["path"], f["content"], message))
                 pr = gh.call("opening the pull request",
                              lambda: _find_pr(repo, owner, branch, base) or _create_pr(repo, owner, branch, base,
                                                                                       title, body))
@@ -928,7 +938,7 @@ def sync_pull_requests(db: Db, github: Callable[[], GitHub], limit: int = 100) -
                 repo = gh.repo(r["repo"])
                 number = r["pr_number"]
                 pr = gh.call(f"reading pull request #{number}",
-                             lambda repo=repo, number=number: _complete(repo.get_pull(number)))
+                             functools.partial(_read_pull, repo, number))
             except (GithubException, TaskError) as exc:
                 stats["errors"] += 1
                 log.warning("sync of pull request #%s failed: %s", r["pr_number"], exc)
@@ -940,6 +950,10 @@ def sync_pull_requests(db: Db, github: Callable[[], GitHub], limit: int = 100) -
     finally:
         gh.close()
     return stats
+
+
+def _read_pull(repo, number: int):
+    return _complete(repo.get_pull(number))
 
 
 def _complete(pr):

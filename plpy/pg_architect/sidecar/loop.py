@@ -29,13 +29,16 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pg_architect
 
 from ..db import PsycopgDb
 from ..errors import TaskError
 from .llm import LLMError
+
+if TYPE_CHECKING:
+    import psycopg
 
 log = logging.getLogger("pg_architect.sidecar")
 
@@ -50,6 +53,16 @@ _LIVE_CLAIM = (
     " AND EXISTS (SELECT 1 FROM pg_catalog.pg_locks l WHERE l.locktype = 'advisory' AND l.granted"
     "   AND l.objsubid = 2 AND l.classid = arch._sidecar_lock_key()::oid AND l.objid = s.id::oid))")
 _CLAIMABLE = (f"q.run_after <= now() AND (q.status = 'pending' OR (q.status = 'running' AND NOT {_LIVE_CLAIM}))")
+
+
+_T = TypeVar("_T")
+
+
+def _started(value: _T | None) -> _T:
+    """A connection of the sidecar, which exists between start() and close()."""
+    if value is None:
+        raise SidecarError("the sidecar is not started")
+    return value
 
 
 class SidecarError(Exception):
@@ -67,25 +80,37 @@ class Sidecar:
         self.clock = clock
         self.embedder = embedder  # None: arch.settings.embedding_model (pg_architect.embed)
         self.stopping = threading.Event()
-        self.conn = None
-        self.listen_conn = None
-        self.db: PsycopgDb | None = None
+        self._conn: psycopg.Connection[Any] | None = None
+        self._listen_conn: psycopg.Connection[Any] | None = None
+        self._db: PsycopgDb | None = None
         self.id: int | None = None
         self.settings: dict = {}
         self._last_sync = 0.0
         self.done: list[int] = []  # request ids this process finished (for tests and the log)
+
+    @property
+    def conn(self) -> psycopg.Connection[Any]:
+        return _started(self._conn)
+
+    @property
+    def listen_conn(self) -> psycopg.Connection[Any]:
+        return _started(self._listen_conn)
+
+    @property
+    def db(self) -> PsycopgDb:
+        return _started(self._db)
 
     # ------------------------------------------------------------------ start / stop
     def start(self) -> None:
         import psycopg
 
         try:
-            self.conn = psycopg.connect(self.dsn, autocommit=True, application_name="pg_architect sidecar")
-            self.listen_conn = psycopg.connect(self.dsn, autocommit=True,
+            self._conn = psycopg.connect(self.dsn, autocommit=True, application_name="pg_architect sidecar")
+            self._listen_conn = psycopg.connect(self.dsn, autocommit=True,
                                                application_name="pg_architect sidecar (listen)")
         except psycopg.Error as exc:
             raise SidecarError(f"cannot connect: {str(exc).strip()}") from None
-        self.db = PsycopgDb(self.conn)
+        self._db = PsycopgDb(self._conn)
         try:
             self.check_version()
         except SidecarError:
@@ -116,7 +141,7 @@ class Sidecar:
         self.stopping.set()
 
     def close(self) -> None:
-        if self.db is not None and self.id is not None and not self.conn.closed:
+        if self._db is not None and self._conn is not None and self.id is not None and not self._conn.closed:
             try:
                 self.db.execute("UPDATE arch.sidecar SET stopped_at = clock_timestamp(),"
                                 " heartbeat_at = clock_timestamp()"
@@ -126,7 +151,7 @@ class Sidecar:
                                 " WHERE claimed_by = $1 AND status = 'running'", [self.id])
             except Exception as exc:
                 log.warning("could not record the stop: %s", exc)
-        for c in (self.listen_conn, self.conn):
+        for c in (self._listen_conn, self._conn):
             if c is not None:
                 try:
                     c.close()
@@ -139,7 +164,7 @@ class Sidecar:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self.stop)
             signal.signal(signal.SIGINT, self.stop)
-        if self.conn is None:
+        if self._conn is None:
             self.start()
         try:
             while not self.stopping.is_set():
@@ -170,6 +195,11 @@ class Sidecar:
             if woken:
                 return  # one claim pass handles whatever else was notified
 
+    def _say(self, message: str) -> None:
+        """Progress of a long request: logged, and the heartbeat kept fresh."""
+        log.info(message)
+        self.heartbeat()
+
     def heartbeat(self) -> None:
         self.db.execute("UPDATE arch.sidecar SET heartbeat_at = clock_timestamp() WHERE id = $1", [self.id])
 
@@ -180,7 +210,10 @@ class Sidecar:
         self.heartbeat()
 
     def reload(self) -> None:
-        self.settings = self.db.one("SELECT * FROM arch.settings WHERE id")
+        settings = self.db.one("SELECT * FROM arch.settings WHERE id")
+        if settings is None:
+            raise SidecarError("arch.settings has no row: is pg_architect installed in this database?")
+        self.settings = settings
 
     # ------------------------------------------------------------------ claims
     def claim(self) -> dict | None:
@@ -299,7 +332,7 @@ class Sidecar:
         try:
             request = {"id": req["id"], "payload": {"recommendation_id": rec_id}}
             out = handle_validate_request(self.conn, staging, request,
-                                          say=lambda m: (log.info(m), self.heartbeat()))
+                                          say=self._say)
         except ValidationRefused as exc:
             raise TaskError(f"validate_policy is before_pr: {exc}", refused=True) from None
         if not validated_ok(self.db, rec_id):
@@ -369,7 +402,7 @@ class Sidecar:
 
         try:  # the staging DSN only ever comes from the sidecar's environment
             return handle_validate_request(self.conn, self.env.get("PGA_STAGING_DSN"), req,
-                                           say=lambda m: (log.info(m), self.heartbeat()))
+                                           say=self._say)
         except ValidationRefused as exc:
             raise TaskError(str(exc), refused=True) from None
 
