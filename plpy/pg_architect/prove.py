@@ -256,13 +256,18 @@ class Prover:
             self._prepare()
         nparams = len(self.types) or self._param_count()
         args = f"({', '.join(['NULL'] * nparams)})" if nparams else ""
+        return self._explain_execute(args, "EXPLAIN failed")
+
+    def _explain_execute(self, args: str, failed: str) -> Plan:
+        """EXPLAIN EXECUTE of the prepared statement with ``args`` in a subtransaction; a planner
+        error is a SkipStatement (its reason starts with ``failed`` unless the SQLSTATE says more)."""
         try:
             with self.db.subtransaction():
                 row = self._planner(f"EXPLAIN (FORMAT JSON) EXECUTE {STMT}{args}")[0]
         except DbError as exc:
             if exc.sqlstate == QUERY_CANCELED:
                 raise
-            code, reason = _SQLSTATE_SKIPS.get(exc.sqlstate or "", ("plan_error", "EXPLAIN failed"))
+            code, reason = _SQLSTATE_SKIPS.get(exc.sqlstate or "", ("plan_error", failed))
             raise SkipStatement(code, f"{reason}: {str(exc).splitlines()[0]}") from None
         return parse_plan(next(iter(row.values())))
 
@@ -280,15 +285,8 @@ class Prover:
             args = "(" + str(self.db.scalar(
                 "SELECT pg_catalog.string_agg(pg_catalog.quote_nullable(u.v #>> '{}'), ', ' ORDER BY u.o)"
                 " FROM pg_catalog.jsonb_array_elements($1) WITH ORDINALITY AS u(v, o)", [vals])) + ")"
-        try:
-            with local_setting(self.db, "plan_cache_mode", "force_custom_plan"), self.db.subtransaction():
-                row = self._planner(f"EXPLAIN (FORMAT JSON) EXECUTE {STMT}{args}")[0]
-        except DbError as exc:
-            if exc.sqlstate == QUERY_CANCELED:
-                raise
-            code, reason = _SQLSTATE_SKIPS.get(exc.sqlstate or "", ("plan_error", "EXPLAIN with sampled values failed"))
-            raise SkipStatement(code, f"{reason}: {str(exc).splitlines()[0]}") from None
-        return parse_plan(next(iter(row.values())))
+        with local_setting(self.db, "plan_cache_mode", "force_custom_plan"):
+            return self._explain_execute(args, "EXPLAIN with sampled values failed")
 
     def _param_count(self) -> int:
         n = self.db.scalar("SELECT coalesce(array_length(parameter_types, 1), 0)"

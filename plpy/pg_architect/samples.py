@@ -368,7 +368,12 @@ def parameter_values(db: Db, queryid: int, userid: int | None, *,
 
 def value_counts(db: Db, queryid: int, userid: int | None, *,
                  normalised: str | None = None) -> list[tuple[tuple, int]]:
-    al = alignments(db, queryid, userid, normalised)
+    return count_value_sets(alignments(db, queryid, userid, normalised))
+
+
+def count_value_sets(al: list[Alignment]) -> list[tuple[tuple, int]]:
+    """The distinct value tuples ($1, $2, ...) of aligned samples with their counts, most frequent
+    first (ties: the first seen first)."""
     nums = list(range(1, max(_param_numbers(al), default=0) + 1))
     counts: Counter = Counter()
     order: dict[tuple, int] = {}

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import copy
 import re
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +45,7 @@ from ..errors import SkipStatement, canceled
 from ..prove import Plan, Prover
 from ..settings import load_into as load_settings
 from ..sqltext import quote_ident
+from . import index_size
 from .base import NotProvable, Proof
 from .index_candidates import Candidate, TableMeta, generate_candidates
 
@@ -99,14 +99,7 @@ def facts_for(db: Db, queryid: int | None, userid: int | None, text: str) -> Sam
     need = load_settings(db, _Min).constant_parameter_min_samples
     if len(al) < max(need, 1):
         return None
-    nums = range(1, max((n for a in al for n in a.slots), default=0) + 1)
-    counts: Counter = Counter()
-    order: dict[tuple, int] = {}
-    for i, a in enumerate(al):
-        t = tuple(a.slots[n].value if n in a.slots else None for n in nums)
-        counts[t] += 1
-        order.setdefault(t, i)
-    sets = sorted(counts.items(), key=lambda kv: (-kv[1], order[kv[0]]))[:MAX_VALUE_SETS]
+    sets = samples.count_value_sets(al)[:MAX_VALUE_SETS]
     return SampleFacts(samples=len(al), value_sets=[(list(t), c) for t, c in sets],
                        constants=samples.constants_from(al, need), expressions=samples.expressions_from(al, need))
 
@@ -280,7 +273,7 @@ def prove_custom(cand: Any, prover: Prover, ctx: StatementContext) -> Proof | No
     try:
         generic = prover.explain(reprepare=True)
         plan = weighted_plan(prover, facts, reprepare=False)
-        size = prover.hypothetical_size(oid)
+        size = index_size.hypothetical_index_bytes(prover, cand.spec, oid)
     finally:
         prover.drop_hypothetical(oid)
     generic_uses = hname in generic.index_names
