@@ -326,8 +326,8 @@ def _range_facts(db: Db, info: StatementInfo, text: str) -> SampleFacts | None:
     for num, c in samples.parameter_columns(text).items():
         if num in per:
             continue
-        key = _resolve(db, info, c["table"], c["column"])
-        st = samples.pg_stats_values(db, key[0], key[1], c["column"], MAX_VALUE_SETS) if key else None
+        other = _resolve(db, info, c["table"], c["column"])
+        st = samples.pg_stats_values(db, other[0], other[1], c["column"], MAX_VALUE_SETS) if other else None
         vals = [v for v in ((st["most_common_vals"] or st["histogram_bounds"]) if st else []) if v is not None]
         if vals:
             per[num] = vals
