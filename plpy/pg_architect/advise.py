@@ -70,7 +70,9 @@ def analyze_one(db: Db, prover: Prover, text: str, settings: Settings, *,
 
     With ``plan_as``, every planner call runs as role ``userid`` (the caller when None).  With
     ``queryid`` (the audit), the statement's query samples of that role feed candidates and
-    custom-plan costing (advisors/sampled_candidates.py); without enough samples nothing changes."""
+    custom-plan costing (advisors/sampled_candidates.py); without enough samples, parameters compared
+    by range are costed with custom plans for pg_stats values (sampled_candidates.range_facts), and
+    nothing changes for the other statements."""
     t0 = time.monotonic()
     skip = security.utility_skip(text)
     if skip is not None:
@@ -92,7 +94,9 @@ def analyze_one(db: Db, prover: Prover, text: str, settings: Settings, *,
             metas = {key: cat.table_meta(*key) for key in info.tables}
             known = {c.definition() for c in generate_candidates(info, metas, max_columns=settings.max_index_columns)}
             facts = sampled_candidates.prepare(db, facts, info, metas, text, settings.max_index_columns, known)
-            facts = sampled_candidates.with_custom_before(prover, facts)
+        else:  # parameters compared by range: custom plans with pg_stats values
+            facts = sampled_candidates.range_facts(db, info, text)
+        facts = sampled_candidates.with_custom_before(prover, facts)
         ctx = StatementContext(db=db, text=text, info=info, catalog=cat, before=before, settings=settings,
                                share=share, calls=calls, total_ms=total_ms, started=t0, prover=prover,
                                samples=facts)

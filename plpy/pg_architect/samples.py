@@ -64,6 +64,7 @@ __all__ = [
     "parameter_columns",
     "parameter_values",
     "pg_stats_values",
+    "range_parameters",
     "recovered_expressions",
     "sample_queries",
     "samples_of",
@@ -627,6 +628,47 @@ def parameter_columns(text: str) -> dict[int, dict]:
             for item in parent.rexpr:
                 if isinstance(item, _ast.ParamRef) and col is not None and _number(item) not in out:
                     out[_number(item)] = {"table": col[0], "column": col[1], "operator": "IN"}
+    return out
+
+
+_LOW = {">": "low", ">=": "low", "<": "high", "<=": "high"}
+_FLIP = {"low": "high", "high": "low"}
+
+
+def range_parameters(text: str) -> dict[int, dict]:
+    """$n -> {"table": (schema, table) or None, "column": name, "side": "low" | "high"} for each
+    parameter compared by range with a plain column in ``text`` (normalised), also through casts
+    (``col >= CAST($1 AS date)``): ``col > $n`` / ``col >= $n`` / ``$n < col`` and BETWEEN's first
+    bound are a low bound, ``col < $n`` / ``col <= $n`` / ``$n > col`` and BETWEEN's second a high one."""
+    try:
+        tree = _tree(prepare_text(text))
+    except Exception:
+        return {}
+    parents = _parents(tree)
+    rels = _relations(tree)
+    out: dict[int, dict] = {}
+
+    def param(node):
+        while isinstance(node, _ast.TypeCast):
+            node = node.arg
+        return node if isinstance(node, _ast.ParamRef) else None
+
+    for node in list(parents.values()):
+        if not isinstance(node, _ast.A_Expr):
+            continue
+        if node.kind == _A_Expr_Kind.AEXPR_OP and _op(node) in _LOW:
+            side = _LOW[str(_op(node))]
+            for p, other, s in ((param(node.rexpr), node.lexpr, side), (param(node.lexpr), node.rexpr, _FLIP[side])):
+                col = _column_of(other, rels) if p is not None else None
+                if p is not None and col is not None and _number(p) not in out:
+                    out[_number(p)] = {"table": col[0], "column": col[1], "side": s}
+        elif node.kind == _A_Expr_Kind.AEXPR_BETWEEN and isinstance(node.rexpr, (list, tuple)) \
+                and len(node.rexpr) == 2:
+            col = _column_of(node.lexpr, rels)
+            for item, s in zip(node.rexpr, ("low", "high")):
+                p = param(item)
+                if p is not None and col is not None and _number(p) not in out:
+                    out[_number(p)] = {"table": col[0], "column": col[1], "side": s}
     return out
 
 

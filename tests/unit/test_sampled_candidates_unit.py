@@ -65,3 +65,13 @@ def test_skew_ratio():
     assert 400 < r < 450
     assert skew_ratio({"most_common_freqs": [], "n_distinct": -1.0}) is None
     assert skew_ratio(None) is None
+
+
+def test_range_parameters_sides_casts_between():
+    from pg_architect.samples import range_parameters
+    got = range_parameters("SELECT 1 FROM t WHERE a >= CAST($1 AS date) AND a < $2::date"
+                           " AND $3 > b AND c BETWEEN $4 AND $5 AND d = $6 AND t.e <= $7")
+    sides = {n: (g["column"], g["side"]) for n, g in got.items()}
+    assert sides == {1: ("a", "low"), 2: ("a", "high"), 3: ("b", "high"), 4: ("c", "low"),
+                     5: ("c", "high"), 7: ("e", "high")}
+    assert range_parameters("SELECT 1 FROM t WHERE a = $1 LIMIT $2") == {}

@@ -136,6 +136,7 @@ class Statement:
     # its query samples, when it has enough; with facts.custom it is costed with the custom
     # plans of its sampled values (advisors/sampled_candidates.py), else with its generic plan
     samples: sampled_candidates.SampleFacts | None = None
+    generic_cost: float = 0.0  # its generic plan's cost with no candidate (recorded beside a custom basis)
 
     def ms(self, cost: float) -> float:
         """Estimated time (ms over the window) at planner cost ``cost``."""
@@ -458,7 +459,10 @@ class Search:
         cands = generate_candidates(info, metas, max_columns=s.max_index_columns)[: s.max_candidates]
         st.samples = sampled_candidates.prepare(self.db, facts, info, metas, st.text, s.max_index_columns,
                                                 {c.definition() for c in cands})
+        if st.samples is None:  # parameters compared by range: custom plans with pg_stats values
+            st.samples = sampled_candidates.range_facts(self.db, info, st.text)
         st.samples = sampled_candidates.with_custom_before(self.prover, st.samples)
+        st.generic_cost = before.cost
         if st.samples is not None and st.samples.custom and st.samples.before is not None:
             before = st.samples.before
             cands = st.samples.specs + cands  # the candidates only the samples reveal first
@@ -784,7 +788,10 @@ def audit_proofs(db: Db, prover: Prover, plan_as: PlanAs, run_id: int, analysed:
                 factors["costing"] = {"basis": "custom", "samples": s.samples.samples,
                                       "value_sets": [{"values": v, "count": c} for v, c in s.samples.value_sets],
                                       "sampled_candidate": e.cand in s.samples.specs,
-                                      "skewed_columns": list(s.samples.skewed)}
+                                      "skewed_columns": list(s.samples.skewed),
+                                      "source": s.samples.source, "range_columns": list(s.samples.ranges),
+                                      "custom_cost_before": round(before, 2),
+                                      "generic_cost_before": round(s.generic_cost, 2)}
                 rationale += (f" This statement was costed with {s.samples.describe()}, not its generic plan"
                               + (" (an index only its samples reveal)." if e.cand in s.samples.specs else "."))
             out.setdefault((s.queryid, s.userid), []).append(Proof(

@@ -28,7 +28,25 @@ every ``$n`` aligned with a literal -- this module:
   sampled values uses it.  An index only the NULL-argument generic plan likes (it assumes
   ``1 / n_distinct`` of the rows where the sampled values are the frequent ones) is not proposed.
 
-Statements without enough samples are costed exactly as before (generic plan only).
+**Range parameters** (:func:`range_facts`): a statement whose parameter is compared by range
+with a column (``<``, ``<=``, ``>``, ``>=``, BETWEEN, also through a cast: ``o_orderdate >=
+CAST($1 AS date)``) is costed with custom plans too.  Its generic plan uses the planner's default
+range selectivity (0.5 % of the rows for a pair of bounds), so an index that pays off for a real
+span -- an EXISTS probed once per outer row -- never looks worth it.  With enough samples their
+values are used (as above); without, the values come from ``pg_stats`` (the rule):
+
+* a column with a low and a high bound parameter gets *one histogram bucket*, two consecutive
+  histogram bounds ``[b_j, b_j+1]`` (1 % of the non-most-common rows at the default statistics
+  target), at the buckets 1/2, 1/4 and 3/4 of the way through the histogram (:data:`RANGE_POSITIONS`,
+  the three value tuples, weighted equally);
+* a low bound alone gets the last bucket's lower bound (``created_at > $1``: the newest rows), a
+  high bound alone the first bucket's upper bound;
+* any other parameter gets pg_stats' most common values (else histogram bounds) of its compared
+  column, as ``samples.compare_plans`` does; when a parameter has no value (a column without
+  statistics, ``LIMIT $n`` ...) the statement stays on its generic plan.
+
+Statements without enough samples and without range parameters are costed exactly as before
+(generic plan only).
 """
 
 from __future__ import annotations
@@ -57,9 +75,12 @@ MAX_VALUE_SETS = 3
 # A compared column is skewed when pg_stats' most common value is at least this many times as
 # frequent as the least frequent one of the list (or as an average value outside the list).
 SKEW_RATIO = 10.0
+# Range parameters without samples: the histogram buckets (as a fraction of the way through
+# pg_stats' histogram_bounds) whose two bounds give the custom plans' values.
+RANGE_POSITIONS = (0.5, 0.25, 0.75)
 
 __all__ = ["MAX_VALUE_SETS", "SKEW_RATIO", "SampleFacts", "candidates", "facts_for", "prepare",
-           "prove_custom", "skew_ratio", "weighted_plan"]
+           "prove_custom", "range_facts", "skew_ratio", "weighted_plan"]
 
 
 @dataclass
@@ -80,9 +101,14 @@ class SampleFacts:
     custom: bool = False  # every index candidate costed with custom plans
     before: Plan | None = None  # the weighted custom plan without any candidate (cached)
     generic_only: list[str] = field(default_factory=list)  # names the rule left out
+    ranges: list[str] = field(default_factory=list)  # "table.column" compared by range with a $n
+    source: str = "samples"  # where value_sets come from: "samples" or "pg_stats" (range_facts)
 
     def describe(self) -> str:
         n = len(self.value_sets)
+        if self.source == "pg_stats":
+            return (f"custom plans for {n} parameter value tuple{'' if n == 1 else 's'} from pg_stats "
+                    f"(range parameters on {', '.join(self.ranges)}: one histogram bucket each)")
         return (f"custom plans for the {n} most frequent sampled parameter value"
                 f"{'s' if n == 1 else ' tuples'} ({self.samples} samples)")
 
@@ -221,8 +247,92 @@ def prepare(db: Db, facts: SampleFacts | None, info: StatementInfo, metas: dict[
         return None
     facts.specs = [c for c in candidates(info, metas, facts, max_columns) if c.definition() not in known]
     facts.skewed = _skewed(db, info, text)
-    facts.custom = bool(facts.specs or facts.skewed)
+    facts.ranges = [label for label, _key, _col, _sides in _range_columns(db, info, text).values()]
+    facts.custom = bool(facts.specs or facts.skewed or facts.ranges)
     return facts
+
+
+# ---------------------------------------------------------------------------------------
+# range parameters (pg_stats when there are no samples)
+# ---------------------------------------------------------------------------------------
+
+def _resolve(db: Db, info: StatementInfo, table, column: str) -> tuple[str, str] | None:
+    """The table of ``info.tables`` a compared column belongs to: the one named, else the only
+    table whose pg_stats has the column."""
+    key = _key(info, table)
+    if key is not None or table is not None:
+        return key
+    hits = [k for k in info.tables if samples.pg_stats_values(db, k[0], k[1], column, 1) is not None]
+    return hits[0] if len(hits) == 1 else None
+
+
+def _range_columns(db: Db, info: StatementInfo, text: str) -> dict[tuple, tuple[str, tuple[str, str], str, dict]]:
+    """(table key, column) -> (label, key, column, {side: [$n, ...]}) of the range parameters."""
+    out: dict[tuple, tuple[str, tuple[str, str], str, dict]] = {}
+    for num, c in sorted(samples.range_parameters(text).items()):
+        key = _resolve(db, info, c["table"], c["column"])
+        if key is None:
+            continue
+        entry = out.setdefault((key, c["column"]), (f"{key[1]}.{c['column']}", key, c["column"], {}))
+        entry[3].setdefault(c["side"], []).append(num)
+    return out
+
+
+def _range_values(hist: list, sides: dict) -> dict[int, list[str]]:
+    """$n -> its value per RANGE_POSITIONS position (the rule in the module docstring)."""
+    m = len(hist)
+    out: dict[int, list[str]] = {}
+    for pos in RANGE_POSITIONS:
+        j = min(int(pos * (m - 1)), m - 2)
+        low, high = (hist[j], hist[j + 1]) if "low" in sides and "high" in sides else (hist[m - 2], hist[1])
+        for side, nums in sides.items():
+            for num in nums:
+                out.setdefault(num, []).append(low if side == "low" else high)
+    return out
+
+
+def range_facts(db: Db, info: StatementInfo, text: str) -> SampleFacts | None:
+    """Custom-plan values from pg_stats for a statement without enough samples whose parameters
+    are compared by range (None when it has none, or a parameter gets no value)."""
+    try:
+        with db.subtransaction():
+            return _range_facts(db, info, text)
+    except DbError as exc:
+        if canceled(exc):
+            raise
+        return None
+
+
+def _range_facts(db: Db, info: StatementInfo, text: str) -> SampleFacts | None:
+    ranges = _range_columns(db, info, text)
+    nparams = int(info.param_count or 0)
+    if not ranges or nparams <= 0:
+        return None
+    per: dict[int, list[str]] = {}
+    for _label, key, col, sides in ranges.values():
+        st = samples.pg_stats_values(db, key[0], key[1], col, 100000)
+        hist = list(st["histogram_bounds"] or []) if st else []
+        if len(hist) >= 2:
+            per.update(_range_values(hist, sides))
+    if not per:
+        return None
+    for num, c in samples.parameter_columns(text).items():
+        if num in per:
+            continue
+        other = _resolve(db, info, c["table"], c["column"])
+        st = samples.pg_stats_values(db, other[0], other[1], c["column"], MAX_VALUE_SETS) if other else None
+        vals = [v for v in ((st["most_common_vals"] or st["histogram_bounds"]) if st else []) if v is not None]
+        if vals:
+            per[num] = vals
+    if any(n not in per for n in range(1, nparams + 1)):
+        return None  # a parameter without a value: the generic plan stays the basis
+    sets: list[tuple[list[str | None], int]] = []
+    for i in range(MAX_VALUE_SETS):
+        t: list[str | None] = [per[n][min(i, len(per[n]) - 1)] for n in range(1, nparams + 1)]
+        if all(t != v for v, _ in sets):
+            sets.append((t, 1))
+    return SampleFacts(samples=0, value_sets=sets, constants=[], expressions=[], custom=True,
+                       ranges=[r[0] for r in ranges.values()], source="pg_stats")
 
 
 # ---------------------------------------------------------------------------------------
@@ -282,7 +392,8 @@ def prove_custom(cand: Any, prover: Prover, ctx: StatementContext) -> Proof | No
             facts.generic_only.append(cand.name())
         return None
     gain = (before.cost - plan.cost) / before.cost * 100.0 if before.cost > 0 else 0.0
-    costing = {"basis": "custom", "samples": facts.samples,
+    costing = {"basis": "custom", "samples": facts.samples, "source": facts.source,
+               "range_columns": list(facts.ranges),
                "value_sets": [{"values": v, "count": c} for v, c in facts.value_sets],
                "custom_cost_before": round(before.cost, 2), "custom_cost_after": round(plan.cost, 2),
                "generic_cost_before": round(ctx.before.cost, 2),
@@ -304,6 +415,13 @@ def rationale(costing: dict) -> str:
     gen = (f"the generic plan (NULL arguments) costs {costing['generic_cost_before']:,.1f} -> "
            f"{costing['generic_cost_after']:,.1f}" if costing.get("generic_cost_after") is not None
            else f"the generic plan (NULL arguments, cost {costing['generic_cost_before']:,.1f}) cannot use it")
+    if costing.get("source") == "pg_stats":
+        return (f"Costed with custom plans for {n} parameter value tuple{'' if n == 1 else 's'} from pg_stats "
+                f"(range parameters on {', '.join(costing.get('range_columns') or [])}: one histogram bucket "
+                f"each, weighted equally): {costing['custom_cost_before']:,.1f} -> "
+                f"{costing['custom_cost_after']:,.1f}; {gen}.")
+    rng = (f" Range parameters on {', '.join(costing['range_columns'])}."
+           if costing.get("range_columns") else "")
     return (f"{what}Costed with custom plans for the {n} most frequent sampled parameter value "
             f"tuple{'' if n == 1 else 's'} ({costing['samples']} samples, weighted by count): "
-            f"{costing['custom_cost_before']:,.1f} -> {costing['custom_cost_after']:,.1f}; {gen}.{skew}")
+            f"{costing['custom_cost_before']:,.1f} -> {costing['custom_cost_after']:,.1f}; {gen}.{skew}{rng}")
