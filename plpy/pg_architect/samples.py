@@ -592,16 +592,24 @@ def _params_in(al: Alignment, expr) -> set[int]:
     return {num for num, s in al.slots.items() if id(s.node) in ids}
 
 
+def _parsed_for_parameters(text: str) -> tuple[object, dict[int, object], dict[str, tuple[str | None, str]]] | None:
+    """The parse tree of a normalised text with its parent links and relations, or None when
+    PostgreSQL's parser refuses it (then no parameter is matched with a column)."""
+    try:
+        tree = _tree(prepare_text(text))
+    except Exception:
+        return None
+    return tree, _parents(tree), _relations(tree)
+
+
 def parameter_columns(text: str) -> dict[int, dict]:
     """$n -> {"table": (schema, table) or None, "column": name, "operator": op} for each
     parameter compared with a plain column in ``text`` (normalised): where pg_stats values
     stand in for missing samples."""
-    try:
-        tree = _tree(prepare_text(text))
-    except Exception:
+    parsed = _parsed_for_parameters(text)
+    if parsed is None:
         return {}
-    parents = _parents(tree)
-    rels = _relations(tree)
+    tree, parents, rels = parsed
     out: dict[int, dict] = {}
 
     def walk(n):
@@ -640,12 +648,10 @@ def range_parameters(text: str) -> dict[int, dict]:
     parameter compared by range with a plain column in ``text`` (normalised), also through casts
     (``col >= CAST($1 AS date)``): ``col > $n`` / ``col >= $n`` / ``$n < col`` and BETWEEN's first
     bound are a low bound, ``col < $n`` / ``col <= $n`` / ``$n > col`` and BETWEEN's second a high one."""
-    try:
-        tree = _tree(prepare_text(text))
-    except Exception:
+    parsed = _parsed_for_parameters(text)
+    if parsed is None:
         return {}
-    parents = _parents(tree)
-    rels = _relations(tree)
+    _, parents, rels = parsed
     out: dict[int, dict] = {}
 
     def param(node):
