@@ -84,7 +84,8 @@ class Db:
 
     def commit(self) -> None:
         """COMMIT and start a new transaction (a procedure called by CALL, outside a transaction
-        block: ``CALL arch.run_audit_batched()``)."""
+        block: ``CALL arch.run_audit_batched()``).  Only the server host implements it:
+        ``pg-architect audit`` (the psycopg host) has no batches."""
         raise NotImplementedError
 
     def rollback(self) -> None:
